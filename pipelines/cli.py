@@ -1,0 +1,316 @@
+"""`sdmi`: one entry point for data engineers. Exit codes: 0 fine, 1 an agency must act (file rejected or
+held), 2 an engineer must look (error, failed audit), 3 bad configuration or usage, 4 another run holds the lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pipelines.problems import ConfigError
+from pipelines.settings import Zones
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+app = typer.Typer(help="SDMI — Satu Data Migrasi Internasional pipeline.", no_args_is_help=True, add_completion=False)
+agency_app = typer.Typer(help="Onboard agencies: check a sample file, draft a mapping.", no_args_is_help=True)
+schema_app = typer.Typer(help="The shared schema and what is generated from it.", no_args_is_help=True)
+app.add_typer(agency_app, name="agency")
+app.add_typer(schema_app, name="schema")
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+Home = Annotated[Path | None, typer.Option("--home", help="data root (default: $SDMI_HOME or ./data)")]
+KeyFile = Annotated[Path | None, typer.Option("--key-file", help="secret key file (default: $SDMI_KEY_FILE)")]
+
+
+def _zones(home: Path | None) -> Zones:
+    return Zones.from_env(home)
+
+
+def _demo_key(zones: Zones, key_file: Path | None) -> Path:
+    """Demo mode only: a local owner-only key under the data root, created when none is given."""
+    from pipelines import keys
+
+    chosen = keys.resolve_key_path(key_file)
+    if chosen:
+        return chosen
+    path = zones.home / "secrets" / "demo-worker-key"
+    if not path.exists():
+        keys.create_key_file(path)
+    return path
+
+
+def _fail(message: str, code: int = 3) -> None:
+    err.print(f"[red]{message}[/red]")
+    raise typer.Exit(code)
+
+
+def _run(zones: Zones, key_path: Path | None, publish: bool, stable_seconds: float | None, wait: float) -> dict:
+    from pipelines import flows
+    from pipelines import progress as events
+
+    interactive = sys.stdout.isatty()
+    kwargs = dict(
+        home=str(zones.home),
+        key_file=str(key_path) if key_path else None,
+        publish=publish,
+        wait_for_lock=wait,
+    )
+    if stable_seconds is not None:
+        kwargs["stable_seconds"] = stable_seconds
+    runner = flows.ingest_flow.with_options(task_runner=flows.make_task_runner())
+    if interactive:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as bar:
+            job = bar.add_task("files / berkas", total=None)
+
+            def on_event(event: str, data: dict) -> None:
+                if event == "files":
+                    bar.update(job, total=data["total"])
+                elif event == "file_done":
+                    bar.advance(job)
+                elif event == "publish":
+                    bar.update(job, description=f"publish: {data['step']}")
+
+            unsubscribe = events.subscribe(on_event)
+            try:
+                return runner(**kwargs)
+            finally:
+                unsubscribe()
+    else:
+
+        def on_line(event: str, data: dict) -> None:
+            if event in ("files", "file_done", "publish"):
+                print(f"sdmi: {event} {json.dumps(data, default=str)}", flush=True)
+
+        unsubscribe = events.subscribe(on_line)
+        try:
+            return runner(**kwargs)
+        finally:
+            unsubscribe()
+
+
+def print_summary(zones: Zones, summary: dict) -> None:
+    c = console
+    c.print()
+    c.print("[bold]SDMI — ringkasan / summary[/bold]")
+    c.print(
+        f"  berkas / files: received {summary['received']}, processed {summary['processed']}, "
+        f"held {summary['held']}, rejected {summary['rejected']}, duplicates {summary['duplicates']}"
+        + (f", errors {summary['errors']}" if summary["errors"] else "")
+    )
+    c.print(
+        f"  baris / rows:   read {summary['rows_read']}, accepted {summary['rows_accepted']}, "
+        f"quarantined {summary['rows_quarantined']} (accepted with warnings {summary['rows_warned']})"
+    )
+    c.print(
+        f"  published:      {summary['rows_published']} records, {summary['placements_published']} placements "
+        f"(release {summary['release_id']})"
+    )
+    if summary.get("publish_failed"):
+        c.print(f"  [red]publish failed: {summary['publish_failed']} — the previous release stays current[/red]")
+    if summary.get("not_onboarded"):
+        c.print(f"  [yellow]inbox folders of agencies not onboarded: {', '.join(summary['not_onboarded'])}[/yellow]")
+    if summary.get("unstable"):
+        c.print(f"  files still being written (left for the next pass): {summary['unstable']}")
+    c.print(f"  warehouse:      {zones.analyst_db}")
+    c.print(f"  reports:        {zones.reports}/<agency>/<file>/index.html")
+    c.print("  try / coba:")
+    c.print(
+        f"    duckdb -readonly {zones.analyst_db} \"SELECT destination_country, count(*) AS placements "
+        "FROM placements GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
+    )
+
+
+@app.command()
+def run(
+    home: Home = None,
+    key_file: KeyFile = None,
+    publish: Annotated[bool, typer.Option("--publish/--no-publish", help="publish a release after the files")] = True,
+    stable_seconds: Annotated[float | None, typer.Option(help="seconds a file must be unchanged")] = None,
+    wait: Annotated[float, typer.Option(help="seconds to wait for another run's lock")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """One pass over the inbox, then publish. Exit 1 when a file was rejected or held."""
+    from pipelines.flows import WriterBusy
+
+    zones = _zones(home)
+    try:
+        summary = _run(zones, key_file, publish, stable_seconds, wait)
+    except ConfigError as exc:
+        _fail(str(exc))
+    except WriterBusy as exc:
+        _fail(str(exc), 4)
+    if as_json:
+        print(json.dumps(summary, default=str))
+    else:
+        print_summary(zones, summary)
+    raise typer.Exit(summary["exit_code"])
+
+
+@app.command()
+def demo(
+    home: Home = None,
+    rows: Annotated[int, typer.Option(help="synthetic rows in the demo inbox")] = 6000,
+    seed: Annotated[int, typer.Option(help="seed of the demo generator")] = 2024,
+) -> None:
+    """Write the synthetic demo inbox and run the pipeline on it end to end (creates a demo key)."""
+    from pipelines import demo as demo_data
+
+    zones = _zones(home).ensure()
+    key = _demo_key(zones, None)
+    demo_data.generate(zones.inbox, seed=seed, rows=rows)
+    try:
+        summary = _run(zones, key, True, 0, 60)
+    except ConfigError as exc:
+        _fail(str(exc))
+    print_summary(zones, summary)
+    raise typer.Exit(2 if summary["exit_code"] == 2 else 0)
+
+
+@app.command("demo-data")
+def demo_data_cmd(
+    directory: Annotated[Path, typer.Argument(help="folder to write agency sub-folders into (an inbox)")],
+    rows: int = 6000,
+    seed: int = 2024,
+    truth: Annotated[Path | None, typer.Option(help="also write the generator's ground truth JSON here")] = None,
+) -> None:
+    """Write synthetic agency files (deterministic for a seed)."""
+    from pipelines import demo as demo_data
+
+    result = demo_data.generate(directory, seed=seed, rows=rows)
+    if truth:
+        result.to_json(truth)
+    for name, count in sorted(result.rows_by_file.items()):
+        console.print(f"{count:>8}  {name}")
+
+
+@app.command()
+def publish(home: Home = None, keep: int = 5, wait: float = 0) -> None:
+    """Rebuild and publish the warehouse from every processed batch (write-audit-publish)."""
+    from pipelines import flows
+
+    zones = _zones(home)
+    try:
+        with flows.writer_lock(zones, wait):
+            result = flows.publish_flow(str(zones.home), keep=keep)
+    except flows.WriterBusy as exc:
+        _fail(str(exc), 4)
+    console.print_json(json.dumps(result, default=str))
+    raise typer.Exit(0 if result.get("switched") else 2)
+
+
+@app.command()
+def releases(home: Home = None) -> None:
+    """List releases; the current one is marked."""
+    from pipelines import publish as pub
+
+    for r in pub.list_releases(_zones(home)):
+        console.print(json.dumps(r, default=str))
+
+
+@app.command()
+def rollback(release_id: Annotated[str | None, typer.Argument()] = None, home: Home = None) -> None:
+    """Switch the warehouse back to an earlier release (the previous one by default)."""
+    from pipelines import flows
+    from pipelines import publish as pub
+
+    zones = _zones(home)
+    with flows.writer_lock(zones, 30):
+        chosen = pub.rollback(zones, release_id)
+    console.print(f"current release: {chosen}")
+
+
+@app.command()
+def status(home: Home = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The ledger at a glance: files by agency and status, the current release, the inbox, anything stuck."""
+    from pipelines.status import collect, render
+
+    info = collect(_zones(home))
+    if as_json:
+        print(json.dumps(info, default=str))
+    else:
+        render(info, console)
+
+
+@app.command()
+def quarantine(home: Home = None, agency: str | None = None) -> None:
+    """What is held in quarantine, by agency and rule."""
+    from pipelines.status import quarantine_summary
+
+    rows = quarantine_summary(_zones(home), agency)
+    if not rows:
+        console.print("karantina kosong / quarantine is empty")
+    for r in rows:
+        console.print(f"{r['agency']:<24} {r['rule_id']:<48} {r['rows']:>7} rows  {r['files']} file(s)")
+
+
+@app.command()
+def replay(
+    home: Home = None,
+    key_file: KeyFile = None,
+    agency: Annotated[str | None, typer.Option(help="only this agency's files")] = None,
+    sha256: Annotated[str | None, typer.Option(help="only this file (hash prefix)")] = None,
+) -> None:
+    """Reprocess archived files after a mapping or code-list fix, then publish (exactly once still holds)."""
+    from pipelines import flows
+    from pipelines.ledger import Ledger
+
+    zones = _zones(home).ensure()
+    with flows.writer_lock(zones, 30):
+        ledger = Ledger(zones.ledger_db)
+        chosen = [
+            e
+            for e in ledger.files(status=("processed", "held", "rejected"))
+            if (agency is None or e.agency == agency) and (sha256 is None or e.sha256.startswith(sha256))
+        ]
+        for e in chosen:
+            ledger.reopen(e.sha256)
+    console.print(f"replaying {len(chosen)} file(s)")
+    try:
+        summary = _run(zones, key_file, True, None, 30)
+    except ConfigError as exc:
+        _fail(str(exc))
+    print_summary(zones, summary)
+    raise typer.Exit(summary["exit_code"])
+
+
+@schema_app.command("generate")
+def schema_generate(check: Annotated[bool, typer.Option(help="only check, exit 1 on drift")] = False) -> None:
+    """Rewrite everything derived from schemas/placement.yaml (GX suite, DDL, data dictionary)."""
+    from pipelines.generated import artefacts
+
+    drift = []
+    for path, text in artefacts().items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current != text:
+            drift.append(path)
+            if not check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+    for path in drift:
+        console.print(("drifted: " if check else "wrote: ") + str(path))
+    raise typer.Exit(1 if (check and drift) else 0)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""Prefect flows: thin orchestration of the stages, nothing else.
+
+`ingest_flow` claims stable inbox files, processes each as a parallel task, then publishes. Tasks get
+paths and hashes and return counts: Prefect never sees a record, and results are not persisted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipelines import config, inbox, keys, stage
+from pipelines import progress as events
+from pipelines.ledger import IN_FLIGHT, Ledger
+from pipelines.problems import ConfigError
+from pipelines.settings import Zones
+
+DEFAULT_STABLE_SECONDS = float(os.environ.get("SDMI_STABLE_SECONDS", "5"))
+
+
+class WriterBusy(RuntimeError):
+    """Another run or publish holds the writer lock."""
+
+
+@contextmanager
+def writer_lock(zones: Zones, wait_seconds: float = 0):
+    """One writer at a time over the whole data root; a second run waits or leaves with a clear message."""
+    zones.state.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(zones.lock_file))
+    try:
+        lock.acquire(timeout=wait_seconds)
+    except Timeout:
+        raise WriterBusy(
+            "Proses lain sedang berjalan (kunci penulis dipegang); coba lagi nanti atau pakai --wait / "
+            f"another sdmi run or publish is in progress (writer lock {zones.lock_file}); try later or use --wait"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def make_task_runner(kind: str | None = None, workers: int | None = None):
+    """Threads locally; a Dask cluster (prefect-dask) when one machine is not enough."""
+    kind = kind or os.environ.get("SDMI_TASK_RUNNER", "threads")
+    workers = workers or int(os.environ.get("SDMI_WORKERS", "0")) or max(2, os.cpu_count() or 2)
+    if kind == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        address = os.environ.get("SDMI_DASK_ADDRESS")
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1})
+    if kind != "threads":
+        raise ConfigError(f"SDMI_TASK_RUNNER must be 'threads' or 'dask', not {kind!r}")
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=workers)
+
+
+def _transient_io(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's callback signature
+    """Retry only what a retry can fix: I/O hiccups. A bad file is an outcome, not an error."""
+    try:
+        state.result(raise_on_failure=True)
+    except (OSError, TimeoutError) as exc:
+        return not isinstance(exc, FileNotFoundError | PermissionError)
+    except BaseException:  # noqa: BLE001
+        return False
+    return False
+
+
+@task(
+    name="process-file",
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_condition_fn=_transient_io,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def process_file_task(home: str, sha256: str, key_file: str, run_date: str | None = None) -> dict:
+    from pipelines.process import process_file
+
+    zones = Zones(Path(home))
+    ledger = Ledger(zones.ledger_db)
+    entry = ledger.get(sha256)
+    if entry is None:
+        raise KeyError(f"file {sha256[:12]} is not in the ledger")
+    outcome = process_file(
+        zones,
+        ledger,
+        entry,
+        config.agency(entry.agency),
+        keys.load_secret(Path(key_file)),
+        date.fromisoformat(run_date) if run_date else None,
+    )
+    return outcome.as_dict()
+
+
+@dataclass
+class RunSummary:
+    received: int = 0
+    duplicates: int = 0
+    processed: int = 0
+    held: int = 0
+    rejected: int = 0
+    errors: int = 0
+    unstable: int = 0
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    rows_warned: int = 0
+    rows_published: int | None = None
+    placements_published: int | None = None
+    release_id: str | None = None
+    publish_failed: str | None = None
+    not_onboarded: list[str] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """Non-zero when an agency must act or an engineer must look, so a scheduler can alert."""
+        if self.errors or self.publish_failed:
+            return 2
+        if self.rejected or self.held:
+            return 1
+        return 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "exit_code": self.exit_code}
+
+
+def _claim_inbox(zones: Zones, ledger: Ledger, stable_seconds: float, summary: RunSummary) -> None:
+    known = set(config.agencies())
+    for agency, paths in inbox.waiting_files(zones, known).items():
+        if agency not in known:
+            summary.not_onboarded.append(agency)
+            continue
+        for path in paths:
+            if not inbox.is_stable(path, stable_seconds):
+                summary.unstable += 1
+                continue
+            outcome = inbox.claim(zones, ledger, agency, path)
+            events.emit("claimed", agency=agency, kind=outcome.kind)
+            if outcome.kind == "duplicate":
+                summary.duplicates += 1
+                _duplicate_report(zones, agency, path.name, outcome)
+            elif outcome.kind == "unstable":
+                summary.unstable += 1
+            else:
+                summary.received += 1
+
+
+def _duplicate_report(zones: Zones, agency: str, name: str, claim: inbox.Claim) -> None:
+    from pipelines import report
+    from pipelines.ledger import now_utc
+    from pipelines.problems import Bilingual
+
+    first = claim.entry
+    assert first is not None
+    folder = zones.reports / agency / inbox.report_folder_name(name, first.sha256 + "-dup")
+    report.write_report(
+        folder,
+        report.FileReport(
+            agency=agency,
+            agency_name=config.agency(agency).name,
+            file_name=name,
+            sha256=first.sha256,
+            received_at=now_utc(),
+            status="duplicate",
+            rows_read=0,
+            rows_accepted=0,
+            rows_quarantined=0,
+            rows_warned=0,
+            reason=Bilingual(
+                f"Isi berkas ini sama persis dengan '{first.file_name}' yang sudah diterima; tidak diproses lagi.",
+                f"This file has the same content as '{first.file_name}', already received; not processed again.",
+            ),
+            warnings=[],
+            duplicate_of=first.file_name,
+        ),
+        None,
+        None,
+        set(),
+        {},
+    )
+
+
+@flow(name="sdmi-publish", log_prints=False)
+def publish_flow(home: str | None = None, keep: int = 5) -> dict:
+    """Build a release from every processed batch, audit it, switch it in atomically."""
+    from pipelines import publish
+
+    zones = Zones.from_env(home).ensure()
+    ledger = Ledger(zones.ledger_db)
+    batches = [
+        publish.BatchRef(
+            batch_id=e.batch_id,
+            agency=e.agency,
+            sha256=e.sha256,
+            file_name=e.file_name,
+            received_at=e.received_at,
+            seq=e.seq,
+            status=e.status,
+            rows_read=e.rows_read or 0,
+            rows_accepted=e.rows_accepted or 0,
+            rows_quarantined=e.rows_quarantined or 0,
+            rows_warned=e.rows_warned or 0,
+        )
+        for e in ledger.files(status=("processed", "held", "rejected"))
+    ]
+    result = publish.publish(
+        zones, batches, config.agencies(), keep=keep, progress=lambda step: events.emit("publish", step=step)
+    )
+    return {**asdict(result), "path": str(result.path)}
+
+
+@flow(name="sdmi-ingest", log_prints=False)
+def ingest_flow(
+    home: str | None = None,
+    key_file: str | None = None,
+    publish: bool = True,
+    stable_seconds: float = DEFAULT_STABLE_SECONDS,
+    wait_for_lock: float = 0,
+    run_date: str | None = None,
+) -> dict:
+    """One pass over the inbox, then publish. Returns the run summary (counts only)."""
+    logger = get_run_logger()
+    zones = Zones.from_env(home).ensure()
+    key_path = keys.resolve_key_path(key_file)
+    keys.load_secret(key_path)  # refuse to start without a sound key
+    summary = RunSummary()
+    started = time.perf_counter()
+    with writer_lock(zones, wait_for_lock):
+        ledger = Ledger(zones.ledger_db)
+        stage.clean_leftovers(zones)
+        inbox.recover(zones, ledger)
+        _claim_inbox(zones, ledger, stable_seconds, summary)
+        summary.timings["claim"] = round(time.perf_counter() - started, 3)
+        pending = ledger.files(status=IN_FLIGHT)
+        events.emit("files", total=len(pending))
+        logger.info("%d file(s) to process, %d duplicate(s)", len(pending), summary.duplicates)
+        futures = {
+            process_file_task.submit(str(zones.home), e.sha256, str(key_path), run_date): e for e in pending
+        }
+        for future, entry in futures.items():
+            try:
+                outcome = future.result(raise_on_failure=True)
+            except Exception as exc:  # noqa: BLE001 - one file's failure must not stop the others
+                summary.errors += 1
+                logger.error("file %s failed: %s", entry.sha256[:12], type(exc).__name__)
+                summary.files.append(
+                    {"agency": entry.agency, "file": entry.file_name, "status": "error", "reason": type(exc).__name__}
+                )
+                events.emit("file_done", status="error")
+                continue
+            summary.files.append(
+                {
+                    "agency": outcome["agency"],
+                    "file": outcome["file_name"],
+                    "status": outcome["status"],
+                    "rows_read": outcome["rows_read"],
+                    "rows_accepted": outcome["rows_accepted"],
+                    "rows_quarantined": outcome["rows_quarantined"],
+                    "reason": outcome.get("reason_code"),
+                }
+            )
+            setattr(summary, outcome["status"], getattr(summary, outcome["status"]) + 1)
+            for k in ("rows_read", "rows_accepted", "rows_quarantined", "rows_warned"):
+                setattr(summary, k, getattr(summary, k) + outcome[k])
+            for stage_name, seconds in (outcome.get("timings") or {}).items():
+                summary.timings[stage_name] = round(summary.timings.get(stage_name, 0) + seconds, 4)
+            events.emit("file_done", status=outcome["status"], rows=outcome["rows_read"])
+        summary.timings["files"] = round(time.perf_counter() - started, 3)
+        if publish and (futures or not zones.current.exists()):
+            t0 = time.perf_counter()
+            result = publish_flow(str(zones.home))
+            summary.timings["publish"] = round(time.perf_counter() - t0, 3)
+            summary.release_id = result.get("release_id")
+            summary.rows_published = result.get("counts", {}).get("placement_records")
+            summary.placements_published = result.get("counts", {}).get("placements")
+            if not result.get("switched"):
+                summary.publish_failed = result.get("reason") or "audit failed"
+        elif zones.current.exists():
+            current = _current_counts(zones)
+            summary.release_id = current.get("release_id")
+            summary.rows_published = current.get("counts", {}).get("placement_records")
+            summary.placements_published = current.get("counts", {}).get("placements")
+    summary.timings["total"] = round(time.perf_counter() - started, 3)
+    _artifacts(summary)
+    return summary.as_dict()
+
+
+def _current_counts(zones: Zones) -> dict:
+    import json
+
+    manifest = zones.current / "manifest.json"
+    if not manifest.exists():
+        return {}
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    return {"release_id": data.get("release_id"), "counts": data.get("row_counts") or data.get("counts") or {}}
+
+
+def _artifacts(summary: RunSummary) -> None:
+    """What the Prefect UI shows for a run: a summary and one row per file (counts, no values)."""
+    try:
+        create_markdown_artifact(key="sdmi-run-summary", markdown=summary_markdown(summary), description="SDMI run")
+        if summary.files:
+            create_table_artifact(key="sdmi-files", table=summary.files, description="Files in this run")
+    except Exception:  # noqa: BLE001 - artifacts are a view; never fail a run for them
+        pass
+
+
+def summary_markdown(summary: RunSummary) -> str:
+    return "\n".join(
+        [
+            "# SDMI run",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| files received / berkas diterima | {summary.received} |",
+            f"| processed / diproses | {summary.processed} |",
+            f"| held / ditahan | {summary.held} |",
+            f"| rejected / ditolak | {summary.rejected} |",
+            f"| duplicates / duplikat | {summary.duplicates} |",
+            f"| errors | {summary.errors} |",
+            f"| rows read / baris dibaca | {summary.rows_read} |",
+            f"| rows accepted / diterima | {summary.rows_accepted} |",
+            f"| rows quarantined / dikarantina | {summary.rows_quarantined} |",
+            f"| records published / catatan terbit | {summary.rows_published} |",
+            f"| placements published / penempatan | {summary.placements_published} |",
+            f"| release | {summary.release_id} |",
+        ]
+    )

@@ -1,0 +1,312 @@
+"""Harmonise: mapped text -> typed values in the shared schema, codes from the code lists, pseudonymous keys.
+
+What cannot be harmonised becomes a row issue, never an exception and never a guess. The work is set
+operations in DuckDB over Arrow; Python touches only distinct values that need fuzzy matching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+
+import duckdb
+import pyarrow as pa
+import yaml
+
+from pipelines import codelists, settings
+from pipelines.config import AgencyConfig
+from pipelines.keys import WorkerKeySecret
+from pipelines.problems import ISSUE_SCHEMA
+from pipelines.schema import PlacementSchema, load_schema
+
+ROW = "_source_row"
+MONTHS_ID = {
+    "januari": "January", "februari": "February", "pebruari": "February", "maret": "March", "april": "April",
+    "mei": "May", "juni": "June", "juli": "July", "agustus": "August", "september": "September",
+    "oktober": "October", "november": "November", "nopember": "November", "desember": "December",
+    "agt": "Aug", "agu": "Aug", "ags": "Aug", "agust": "Aug", "okt": "Oct", "des": "Dec", "sept": "Sep",
+    "peb": "Feb", "nop": "Nov",
+}  # fmt: skip
+ISO_FORMATS = ["%Y-%m-%d", "%Y-%m-%d %H:%M:%S"]
+DATE_FIELDS = ("birth_date", "departure_date")
+
+
+@dataclass
+class Harmonised:
+    table: pa.Table  # every schema field, typed; direct identifiers still present (restricted zone only)
+    issues: pa.Table  # ISSUE_SCHEMA
+
+
+@cache
+def rules() -> dict[str, dict]:
+    return yaml.safe_load((settings.SCHEMAS_DIR / "rules.yaml").read_text(encoding="utf-8"))
+
+
+def _rule(template_id: str, field: str, schema: PlacementSchema) -> tuple[str, str, str, str]:
+    spec = rules()[template_id]
+    severity = spec["severity"]
+    if severity == "by_field":
+        severity = "critical" if schema.field(field).required else "warning"
+    msg = spec["message"]
+    return (
+        template_id.replace("{field}", field),
+        severity,
+        msg["id"].replace("{field}", field),
+        msg["en"].replace("{field}", field),
+    )
+
+
+def hints(schema: PlacementSchema | None = None) -> dict[str, tuple[str, str]]:
+    """rule_id -> what to do (id, en), for every rule a row can break; used by the agency report."""
+    schema = schema or load_schema()
+    out: dict[str, tuple[str, str]] = {}
+    coded = [f.name for f in schema.fields if f.codelist]
+    for template, spec in rules().items():
+        targets = coded + list(DATE_FIELDS) + ["contract_months"] if "{field}" in template else [None]
+        for name in targets:
+            rid = template.replace("{field}", name) if name else template
+            out[rid] = (spec["hint"]["id"], spec["hint"]["en"])
+    for f in schema.fields:
+        required, hint = f.required_message()
+        out[f"required.{f.name}"] = (hint.id, hint.en)
+        for c in f.checks:
+            out[c.rule_id] = (c.hint.id, c.hint.en)
+    return out
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _date_expr(column: str, formats: list[str]) -> str:
+    expr = f"lower({column})"
+    for word, english in MONTHS_ID.items():
+        expr = f"regexp_replace({expr}, '\\b{word}\\b', '{english}', 'g')"
+    fmts = ", ".join(_sql_str(f) for f in [*formats, *ISO_FORMATS])
+    return f"CAST(try_strptime({expr}, [{fmts}]) AS DATE)"
+
+
+def _hmac(message_sql: str) -> str:
+    return f"sha256($opad || unhex(sha256($ipad || encode({message_sql}))))"
+
+
+def harmonise(
+    mapped: pa.Table,
+    cfg: AgencyConfig,
+    *,
+    sha256: str,
+    batch_id: str,
+    received_at: datetime,
+    secret: WorkerKeySecret,
+    schema: PlacementSchema | None = None,
+) -> Harmonised:
+    schema = schema or load_schema()
+    con = duckdb.connect()
+    try:
+        return _harmonise(con, mapped, cfg, sha256, batch_id, received_at, secret, schema)
+    finally:
+        con.close()
+
+
+def _harmonise(
+    con: duckdb.DuckDBPyConnection,
+    mapped: pa.Table,
+    cfg: AgencyConfig,
+    sha256: str,
+    batch_id: str,
+    received_at: datetime,
+    secret: WorkerKeySecret,
+    schema: PlacementSchema,
+) -> Harmonised:
+    present = set(mapped.column_names)
+    for name in schema.mapped_field_names():
+        if name not in present:
+            mapped = mapped.append_column(name, pa.nulls(mapped.num_rows, pa.string()))
+    con.register("m", mapped)
+
+    # ---- code lists: one match per distinct value, joined back as a table
+    coded = {f.name: f.codelist for f in schema.fields if f.codelist}
+    source_of = {name: name for name in coded}
+    if "occupation_code" not in present:
+        source_of["occupation_code"] = "occupation_title"
+    joins, match_cols = [], []
+    for name, listname in coded.items():
+        src = source_of[name]
+        values = con.execute(f'SELECT DISTINCT "{src}" AS v FROM m WHERE "{src}" IS NOT NULL').fetchall()
+        matches = codelists.match_values(listname, [v[0] for v in values])
+        con.register(f"cl_{name}", matches)
+        joins.append(f'LEFT JOIN cl_{name} ON cl_{name}.value = m."{src}"')
+        match_cols.append(
+            f'cl_{name}.code AS "{name}__code", cl_{name}.match AS "{name}__match", '
+            f'cl_{name}.score AS "{name}__score", cl_{name}.suggestions AS "{name}__sugg", '
+            f'm."{src}" AS "{name}__raw"'
+        )
+    nik_provinces = sorted(codelists.nik_province_codes())
+    con.execute("CREATE TEMP TABLE nik_prov AS SELECT unnest($c::VARCHAR[]) AS code", {"c": nik_provinces})
+
+    params = {
+        "opad": secret.outer_pad,
+        "ipad": secret.inner_pad,
+        "agency": cfg.agency,
+        "sha": sha256,
+        "batch": batch_id,
+        "received": received_at,
+    }
+    fingerprint_cols = ", ".join(f'coalesce(m."{c}", \'\')' for c in schema.mapped_field_names())
+    con.execute(
+        f"""
+        CREATE TEMP TABLE s AS
+        SELECT m.{ROW} AS source_row,
+               nullif(regexp_replace(m.nik, '[\\s.\\-]', '', 'g'), '') AS nik,
+               nullif(upper(regexp_replace(m.passport_number, '[^A-Za-z0-9]', '', 'g')), '') AS passport_number,
+               m.full_name, m.source_record_id, m.occupation_title, m.recruitment_agency,
+               m.birth_date AS birth_date__raw, m.departure_date AS departure_date__raw,
+               m.contract_months AS contract_months__raw,
+               {_date_expr("m.birth_date", cfg.date_formats)} AS birth_date__parsed,
+               {_date_expr("m.departure_date", cfg.date_formats)} AS departure_date__parsed,
+               {_hmac("concat_ws('|', " + fingerprint_cols + ")")} AS fingerprint,
+               {", ".join(match_cols)}
+        FROM m {" ".join(joins)}
+        """,
+        {k: params[k] for k in ("opad", "ipad")},
+    )
+    con.execute(
+        """
+        CREATE TEMP TABLE n AS
+        SELECT *,
+            nik IS NOT NULL AND regexp_full_match(nik, '[0-9]{16}') AS nik_ok,
+            CASE WHEN regexp_full_match(nik, '[0-9]{16}') THEN
+                CAST(substr(nik, 7, 2) AS INTEGER) END AS nik_dd,
+            CASE WHEN regexp_full_match(nik, '[0-9]{16}') THEN
+                CAST(substr(nik, 9, 2) AS INTEGER) END AS nik_mm,
+            CASE WHEN regexp_full_match(nik, '[0-9]{16}') THEN
+                CAST(substr(nik, 11, 2) AS INTEGER) END AS nik_yy
+        FROM s
+        """
+    )
+    con.execute(
+        f"""
+        CREATE TEMP TABLE h AS
+        WITH d AS (
+            SELECT *,
+                CASE WHEN nik_ok THEN CASE WHEN nik_dd > 40 THEN 'F' ELSE 'M' END END AS nik_sex,
+                CASE WHEN nik_ok THEN CAST(try_strptime(printf('%04d-%02d-%02d',
+                    CASE WHEN 2000 + nik_yy <= year(coalesce(departure_date__parsed, current_date)) - 14
+                         THEN 2000 + nik_yy ELSE 1900 + nik_yy END,
+                    nik_mm, CASE WHEN nik_dd > 40 THEN nik_dd - 40 ELSE nik_dd END), '%Y-%m-%d') AS DATE)
+                END AS nik_birth
+            FROM n
+        )
+        SELECT
+            CASE WHEN source_record_id IS NOT NULL THEN $agency || ':' || trim(source_record_id)
+                 ELSE $agency || ':fp:' || substr(fingerprint, 1, 32) END AS record_key,
+            $agency AS source_agency,
+            source_record_id,
+            $sha AS source_file_sha256,
+            source_row,
+            $batch AS batch_id,
+            CAST($received AS TIMESTAMPTZ) AS ingested_at,
+            CASE WHEN nik_ok THEN {_hmac("'nik:' || nik")}
+                 WHEN passport_number IS NOT NULL THEN {_hmac("'passport:' || passport_number")}
+            END AS worker_key,
+            nik, full_name, passport_number,
+            coalesce(birth_date__parsed, nik_birth) AS birth_date,
+            coalesce(sex__code, CASE WHEN sex__raw IS NULL THEN nik_sex END) AS sex,
+            year(coalesce(birth_date__parsed, nik_birth)) AS birth_year,
+            date_sub('year', coalesce(birth_date__parsed, nik_birth), departure_date__parsed) AS age_at_departure,
+            education_level__code AS education_level,
+            marital_status__code AS marital_status,
+            coalesce(origin_province_code__code, left(origin_regency_code__code, 2)) AS origin_province_code,
+            origin_regency_code__code AS origin_regency_code,
+            destination_country__code AS destination_country,
+            occupation_title,
+            occupation_code__code AS occupation_code,
+            sector__code AS sector,
+            placement_scheme__code AS placement_scheme,
+            nullif(trim(regexp_replace(regexp_replace(upper(recruitment_agency), '[^A-Z0-9 ]', ' ', 'g'),
+                '\\s+', ' ', 'g')), '') AS recruitment_agency,
+            departure_date__parsed AS departure_date,
+            TRY_CAST(regexp_extract(contract_months__raw, '^\\s*([0-9]{{1,3}})', 1) AS BIGINT) AS contract_months,
+            CAST(NULL AS VARCHAR) AS quality_flags,
+            -- helpers for the issue checks below, dropped from the output
+            nik_ok, nik_sex, nik_birth, birth_date__raw, birth_date__parsed, departure_date__raw,
+            departure_date__parsed,
+            contract_months__raw, {", ".join(f'"{c}__raw", "{c}__match", "{c}__score", "{c}__sugg"' for c in coded)}
+        FROM d
+        """,
+        params,
+    )
+    issues = _issues(con, schema, coded, present | {source_of["occupation_code"]})
+    table = con.sql(f"SELECT {', '.join(schema.names())} FROM h ORDER BY source_row").to_arrow_table()
+    return Harmonised(table.cast(schema.arrow_schema()), issues)
+
+
+def _issues(con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict, present: set[str]) -> pa.Table:
+    direct = set(schema.direct_identifiers())
+    parts: list[str] = []
+
+    def add(rule: tuple[str, str, str, str], field: str, condition: str, value: str) -> None:
+        rule_id, severity, msg_id, msg_en = rule
+        shown = "NULL" if field in direct else f"CAST({value} AS VARCHAR)"
+        fills = {"{value}": shown}
+        if field in coded:
+            fills |= {
+                "{suggestions}": f'"{field}__sugg"',
+                "{code}": f'"{field}"',
+                "{score}": f'CAST(CAST(round("{field}__score") AS INTEGER) AS VARCHAR)',
+            }
+        mid, men = _sql_str(msg_id), _sql_str(msg_en)
+        for placeholder, expr in fills.items():
+            mid = f"replace({mid}, '{placeholder}', coalesce({expr}, '-'))"
+            men = f"replace({men}, '{placeholder}', coalesce({expr}, '-'))"
+        parts.append(
+            f"SELECT source_row, {_sql_str(rule_id)} AS rule_id, {_sql_str(severity)} AS severity, "
+            f"{_sql_str(field)} AS field, {shown} AS value, {mid} AS message_id, {men} AS message_en "
+            f"FROM h WHERE {condition}"
+        )
+
+    for name in coded:
+        raw, match = f'"{name}__raw"', f'"{name}__match"'
+        add(_rule("harmonise.unknown_code.{field}", name, schema), name, f"{match} = 'unknown'", raw)
+        add(_rule("harmonise.ambiguous_code.{field}", name, schema), name, f"{match} = 'ambiguous'", raw)
+        add(_rule("harmonise.fuzzy_match.{field}", name, schema), name, f"{match} = 'fuzzy'", raw)
+        if name in present and not schema.field(name).required:
+            add(_rule("harmonise.missing_value.{field}", name, schema), name, f"{raw} IS NULL", raw)
+    for name in DATE_FIELDS:
+        add(
+            _rule("harmonise.bad_date.{field}", name, schema),
+            name,
+            f"{name}__raw IS NOT NULL AND {name}__parsed IS NULL",
+            f"{name}__raw",
+        )
+    add(
+        _rule("harmonise.bad_number.{field}", "contract_months", schema),
+        "contract_months",
+        "contract_months__raw IS NOT NULL AND contract_months IS NULL",
+        "contract_months__raw",
+    )
+    nik_rules = {
+        "nik.province": "nik_ok AND left(nik, 2) NOT IN (SELECT code FROM nik_prov)",
+        "nik.birth_digits": "nik_ok AND nik_birth IS NULL",
+        "nik.birth_date_mismatch": "nik_ok AND birth_date__parsed IS NOT NULL AND nik_birth IS NOT NULL "
+        "AND birth_date__parsed <> nik_birth",
+        "nik.sex_mismatch": "nik_ok AND sex IS NOT NULL AND nik_sex <> sex",
+    }
+    for rule_id, condition in nik_rules.items():
+        spec = rules()[rule_id]
+        add((rule_id, spec["severity"], spec["message"]["id"], spec["message"]["en"]), "nik", condition, "nik")
+    spec = rules()["region.regency_outside_province"]
+    add(
+        ("region.regency_outside_province", spec["severity"], spec["message"]["id"], spec["message"]["en"]),
+        "origin_regency_code",
+        "origin_regency_code IS NOT NULL AND origin_province_code IS NOT NULL "
+        "AND left(origin_regency_code, 2) <> origin_province_code",
+        "origin_regency_code",
+    )
+    sql = " UNION ALL ".join(parts) + " ORDER BY source_row, rule_id"
+    return con.sql(sql).to_arrow_table().cast(ISSUE_SCHEMA)
+
+
+def run_date() -> date:
+    return date.today()

@@ -1,0 +1,138 @@
+"""Claim and archive: files leave the inbox only once safely copied to raw/ and recorded in the ledger."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.config import AGENCY_CODE
+from pipelines.ledger import IN_FLIGHT, FileEntry, Ledger
+from pipelines.settings import Zones
+
+IGNORED_NAMES = ("*.part", "*.tmp", "*.crdownload", "*.partial", "~$*", ".*")
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: str  # new | duplicate | resumed | unstable
+    path: Path
+    agency: str
+    entry: FileEntry | None = None
+
+
+def is_ignored(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED_NAMES)
+
+
+def is_stable(path: Path, stable_seconds: float, now: float | None = None) -> bool:
+    """Not still being copied: unchanged for `stable_seconds` (size and modification time)."""
+    st = path.stat()
+    return (now or time.time()) - st.st_mtime >= stable_seconds and st.st_size == path.stat().st_size
+
+
+def waiting_files(zones: Zones, known_agencies: set[str]) -> dict[str, list[Path]]:
+    """Every candidate file per agency folder; folders of agencies not onboarded are reported, not read."""
+    found: dict[str, list[Path]] = {}
+    if not zones.inbox.exists():
+        return found
+    for folder in sorted(p for p in zones.inbox.iterdir() if p.is_dir() and not p.is_symlink()):
+        agency = folder.name
+        if not AGENCY_CODE.match(agency):
+            continue
+        files = sorted(
+            (p for p in folder.iterdir() if p.is_file() and not p.is_symlink() and not is_ignored(p.name)),
+            key=lambda p: (p.stat().st_mtime, p.name),
+        )
+        if files:
+            found[agency if agency in known_agencies else f"?{agency}"] = files
+    return found
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_SUFFIX = re.compile(r"^\.[a-z0-9]{1,5}$")
+
+
+def raw_path(zones: Zones, agency: str, sha256: str, file_name: str = "") -> Path:
+    """Content-addressed; the original extension is kept (lower-cased) because some readers look at it."""
+    suffix = Path(file_name).suffix.lower()
+    return zones.raw / agency / sha256[:2] / (sha256 + (suffix if _SUFFIX.match(suffix) else ""))
+
+
+def _archive(source: Path, target: Path) -> None:
+    """Content-addressed, written under a temporary name, fsynced, then renamed: never half a file."""
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".tmp-{target.name}-{uuid.uuid4().hex[:8]}")
+    with source.open("rb") as src, tmp.open("wb") as dst:
+        while chunk := src.read(CHUNK):
+            dst.write(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.chmod(tmp, 0o440)
+    os.replace(tmp, target)
+
+
+def claim(zones: Zones, ledger: Ledger, agency: str, path: Path) -> Claim:
+    before = path.stat()
+    digest = sha256_file(path)
+    after = path.stat()
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        return Claim("unstable", path, agency)  # replaced or appended while we read it: next pass
+    entry, new = ledger.claim(digest, agency, path.name, after.st_size)
+    if not new:
+        if entry.status in IN_FLIGHT and entry.file_name == path.name:
+            kind = "resumed"  # the previous run stopped between claim and removal from the inbox
+        else:
+            ledger.record_duplicate(digest, agency, path.name)
+            path.unlink(missing_ok=True)
+            return Claim("duplicate", path, agency, entry)
+    else:
+        kind = "new"
+    target = raw_path(zones, agency, digest, path.name)
+    _archive(path, target)
+    if sha256_file(target) != digest:
+        target.unlink()
+        raise OSError(f"archived copy of {digest[:12]} does not match its hash")
+    ledger.mark_archived(digest, str(target.relative_to(zones.home)))
+    path.unlink(missing_ok=True)
+    return Claim(kind, path, agency, ledger.get(digest))
+
+
+def recover(zones: Zones, ledger: Ledger) -> list[FileEntry]:
+    """After a crash: claims that never reached raw/ are forgotten (the file is still in the inbox)."""
+    pending = []
+    for entry in ledger.files(status=IN_FLIGHT):
+        target = raw_path(zones, entry.agency, entry.sha256, entry.file_name)
+        if entry.status == "claimed" and not target.exists():
+            ledger.forget_claim(entry.sha256)
+            continue
+        if entry.status == "claimed":
+            ledger.mark_archived(entry.sha256, str(target.relative_to(zones.home)))
+        pending.append(entry)
+    for tmp in zones.raw.glob("*/*/.tmp-*"):
+        tmp.unlink(missing_ok=True)
+    return pending
+
+
+_UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
+
+
+def report_folder_name(file_name: str, sha256: str) -> str:
+    """A safe, unique folder name for a file's report: hostile or case-only-different names cannot collide."""
+    stem = _UNSAFE.sub("_", file_name).strip("._")[:80] or "file"
+    return f"{stem}__{sha256[:10]}"

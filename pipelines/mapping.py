@@ -1,0 +1,190 @@
+"""Map: an agency's columns and values onto the shared schema, as the agency's YAML declares.
+
+Output is still text: typing and code lists are harmonisation's job. Every function is vectorised over
+Arrow columns; nothing loops over rows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.config import (
+    AgencyConfig,
+    ConstantTransform,
+    JoinTransform,
+    RegexTransform,
+    SplitTransform,
+)
+from pipelines.problems import Bilingual, FileRejected
+from pipelines.readers import ReadResult, normalise_header
+from pipelines.schema import PlacementSchema, load_schema
+
+ROW = "_source_row"
+
+
+@dataclass
+class MappedBatch:
+    table: pa.Table  # mapped schema fields as text, plus _source_row
+    matched: dict[str, str]  # schema field -> the agency's header it came from
+    unmatched_headers: list[str]  # agency columns no field uses: ignored, listed in the report
+    unmapped_fields: list[str]  # fields this agency does not provide
+    identifier_headers: set[str]  # agency columns holding direct identifiers (masked in shared outputs)
+    warnings: list[Bilingual] = field(default_factory=list)
+
+
+def expected_headers(cfg: AgencyConfig) -> set[str]:
+    """Every header alias the agency's mapping knows, normalised: used to find the header row."""
+    names = [a for aliases in cfg.columns.values() for a in aliases] + list(cfg.record_id)
+    for t in cfg.transforms:
+        if isinstance(t, SplitTransform):
+            names.append(t.split)
+        elif isinstance(t, RegexTransform):
+            names.append(t.extract)
+        elif isinstance(t, JoinTransform):
+            names.extend(t.join)
+    return {normalise_header(n) for n in names}
+
+
+def _find(headers: dict[str, str], aliases: list[str]) -> str | None:
+    for alias in aliases:
+        hit = headers.get(normalise_header(alias))
+        if hit is not None:
+            return hit
+    return None
+
+
+def _normalised_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    lowered = pc.utf8_lower(pc.utf8_trim_whitespace(column))
+    return pc.replace_substring_regex(lowered, r"\s+", " ")
+
+
+def _blank_to_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    trimmed = pc.utf8_trim_whitespace(column)
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+
+
+def apply_value_map(column: pa.ChunkedArray, mapping: dict[str, str]) -> pa.ChunkedArray:
+    """Replace values found in the map (keys compared without case or extra spaces); others pass through."""
+    if not mapping:
+        return column
+    keys = pa.array([" ".join(k.lower().split()) for k in mapping])
+    targets = pa.array(list(mapping.values()), pa.string())
+    positions = pc.index_in(_normalised_text(column), value_set=keys)
+    return pc.coalesce(pc.take(targets, positions), column)
+
+
+def _split(column: pa.ChunkedArray, separator: str, parts: int) -> list[pa.ChunkedArray]:
+    escaped = re.escape(separator)
+    groups = [f"(?P<p{i}>.*?)" for i in range(parts - 1)] + [f"(?P<p{parts - 1}>.*)"]
+    pattern = "^" + rf"\s*{escaped}\s*".join(groups) + "$"
+    struct = pc.extract_regex(pc.fill_null(column, ""), pattern)
+    return [_blank_to_null(pc.struct_field(struct, [i])) for i in range(parts)]
+
+
+def _extract(column: pa.ChunkedArray, pattern: str) -> pa.ChunkedArray:
+    con = duckdb.connect()
+    try:
+        source = pa.table({"v": column})  # noqa: F841 - read by DuckDB's replacement scan
+        group = 1 if "(" in pattern else 0
+        result = con.sql(
+            "SELECT nullif(regexp_extract(v, $p, $g), '') AS v FROM source", params={"p": pattern, "g": group}
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return result.column("v")
+
+
+def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | None = None) -> MappedBatch:
+    schema = schema or load_schema()
+    table = read.table
+    headers = {normalise_header(h): h for h in read.header}
+    columns: dict[str, pa.ChunkedArray] = {}
+    matched: dict[str, str] = {}
+    used: set[str] = set()
+
+    record_header = _find(headers, cfg.record_id) if cfg.record_id else None
+    if record_header:
+        matched["source_record_id"] = record_header
+    for name, aliases in cfg.columns.items():
+        hit = _find(headers, aliases)
+        if hit is not None:
+            matched[name] = hit
+    for name, header in matched.items():
+        columns[name] = _blank_to_null(table.column(header))
+        used.add(header)
+
+    for t in cfg.transforms:
+        if isinstance(t, ConstantTransform):
+            columns[t.into] = pa.chunked_array([pa.array([t.constant] * table.num_rows, pa.string())])
+            matched[t.into] = f"= {t.constant}"
+            continue
+        sources = [t.split] if isinstance(t, SplitTransform) else [t.extract] if isinstance(t, RegexTransform) else t.join
+        found = [_find(headers, [s]) for s in sources]
+        if any(f is None for f in found):
+            continue  # reported below as a missing field if nothing else provides it
+        used.update(f for f in found if f)
+        if isinstance(t, SplitTransform):
+            for target, part in zip(t.into, _split(table.column(found[0]), t.separator, len(t.into)), strict=True):
+                if target and target not in columns:
+                    columns[target], matched[target] = part, f"{found[0]} (split)"
+        elif isinstance(t, RegexTransform):
+            if t.into not in columns:
+                columns[t.into] = _extract(table.column(found[0]), t.pattern)
+                matched[t.into] = f"{found[0]} (extract)"
+        else:
+            parts = [pc.fill_null(table.column(f), "") for f in found if f]
+            joined = pc.binary_join_element_wise(*parts, t.separator)
+            if t.into not in columns:
+                columns[t.into] = _blank_to_null(pc.replace_substring_regex(joined, r"\s+", " "))
+                matched[t.into] = " + ".join(f for f in found if f)
+
+    for name, value_map in cfg.values.items():
+        if name in columns:
+            columns[name] = apply_value_map(columns[name], value_map)
+
+    _require(schema, columns, cfg, read.header)
+
+    direct = set(schema.direct_identifiers())
+    identifier_headers = {h for f, h in matched.items() if f in direct and h in read.header}
+    for t in cfg.transforms:
+        targets = t.into if isinstance(t, SplitTransform) else [t.into]
+        if any(x in direct for x in targets if x):
+            src = t.split if isinstance(t, SplitTransform) else t.extract if isinstance(t, RegexTransform) else None
+            for s in [s for s in ([src] if src else getattr(t, "join", [])) if s]:
+                hit = _find(headers, [s])
+                if hit:
+                    identifier_headers.add(hit)
+
+    ordered = [f for f in schema.mapped_field_names() if f in columns]
+    out = pa.table({**{f: columns[f] for f in ordered}, ROW: table.column(ROW)})
+    unmatched = [h for h in read.header if h not in used and h != ROW]
+    unmapped = [f for f in schema.mapped_field_names() if f not in columns]
+    warnings = []
+    if unmatched:
+        warnings.append(
+            Bilingual(
+                f"Kolom yang tidak dipakai (diabaikan): {', '.join(unmatched)}",
+                f"Columns not used (ignored): {', '.join(unmatched)}",
+            )
+        )
+    return MappedBatch(out, matched, unmatched, unmapped, identifier_headers, warnings)
+
+
+def _require(schema: PlacementSchema, columns: dict, cfg: AgencyConfig, header: list[str]) -> None:
+    missing = [group for group in schema.file_requirements if not any(f in columns for f in group)]
+    if not missing:
+        return
+    wanted = "; ".join(
+        " / ".join(f"{f} ({', '.join(cfg.columns.get(f, []) or ['-'])})" for f in group) for group in missing
+    )
+    found = ", ".join(h for h in header if h != ROW)
+    raise FileRejected(
+        "missing_columns",
+        f"Kolom wajib tidak ditemukan: {wanted}. Kolom yang ada di berkas: {found}.",
+        f"Required columns not found: {wanted}. Columns found in the file: {found}.",
+    )

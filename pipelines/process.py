@@ -1,0 +1,200 @@
+"""One archived file through read -> map -> harmonise -> validate -> stage -> report.
+
+Plain functions, no Prefect: the flow wraps them in tasks. Inputs and outputs are ids and counts, never
+records, so nothing personal reaches Prefect's logs or result storage.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+import pyarrow as pa
+
+from pipelines import harmonise as harmonise_stage
+from pipelines import mapping, readers, stage, validate
+from pipelines.config import AgencyConfig
+from pipelines.keys import WorkerKeySecret
+from pipelines.ledger import FileEntry, Ledger
+from pipelines.problems import ISSUE_SCHEMA, Bilingual, FileRejected
+from pipelines.schema import load_schema
+from pipelines.settings import Zones
+
+log = logging.getLogger("sdmi.process")
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    sha256: str
+    agency: str
+    file_name: str
+    status: str  # processed | held | rejected
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    rows_warned: int = 0
+    reason_code: str | None = None
+    reason_en: str | None = None
+    timings: dict | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def _row_issues_masked(issues: pa.Table) -> pa.Table:
+    return issues.cast(ISSUE_SCHEMA) if issues.num_rows else ISSUE_SCHEMA.empty_table()
+
+
+def process_file(
+    zones: Zones,
+    ledger: Ledger,
+    entry: FileEntry,
+    cfg: AgencyConfig,
+    secret: WorkerKeySecret,
+    run_date: date | None = None,
+) -> FileOutcome:
+    import time
+
+    from pipelines import report
+
+    schema = load_schema()
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 4)
+        clock = now
+
+    ledger.start_attempt(entry.sha256)
+    raw = zones.home / entry.raw_path
+    report_dir = zones.reports / entry.agency / _report_name(entry)
+    file_report = dict(
+        agency=entry.agency,
+        agency_name=cfg.name,
+        file_name=entry.file_name,
+        sha256=entry.sha256,
+        received_at=entry.received_at,
+    )
+    try:
+        read = readers.read_file(raw, cfg.read, mapping.expected_headers(cfg))
+        lap("read")
+        mapped = mapping.map_batch(read, cfg, schema)
+        lap("map")
+    except FileRejected as rejected:
+        ledger.finish(
+            entry.sha256,
+            "rejected",
+            rows_read=0,
+            rows_accepted=0,
+            rows_quarantined=0,
+            rows_warned=0,
+            reason_code=rejected.code,
+            reason_id=rejected.message.id,
+            reason_en=rejected.message.en,
+        )
+        report.write_report(
+            report_dir,
+            report.FileReport(
+                **file_report, status="rejected", rows_read=0, rows_accepted=0, rows_quarantined=0,
+                rows_warned=0, reason=rejected.message, warnings=[], duplicate_of=None,
+            ),
+            None, None, set(), {},
+        )  # fmt: skip
+        log.info("file %s rejected: %s", entry.sha256[:12], rejected.code)
+        return FileOutcome(entry.sha256, entry.agency, entry.file_name, "rejected",
+                           reason_code=rejected.code, reason_en=rejected.message.en, timings=timings)  # fmt: skip
+
+    harmonised = harmonise_stage.harmonise(
+        mapped.table,
+        cfg,
+        sha256=entry.sha256,
+        batch_id=entry.batch_id,
+        received_at=entry.received_at,
+        secret=secret,
+        schema=schema,
+    )
+    lap("harmonise")
+    gx_issues = validate.validate(harmonised.table, cfg, run_date=run_date, schema=schema)
+    lap("validate")
+    issues = pa.concat_tables([_row_issues_masked(read.row_issues), harmonised.issues, gx_issues])
+    accepted, quarantined, counts = stage.split(harmonised.table, issues, read.table, schema)
+    share_failed = counts.rows_quarantined / counts.rows_read if counts.rows_read else 0.0
+    status = "held" if share_failed > cfg.hold_threshold else "processed"
+    reason = None
+    if status == "held":
+        reason = Bilingual(
+            f"Berkas ditahan: {share_failed:.0%} baris gagal (batas {cfg.hold_threshold:.0%}). Tidak ada baris "
+            "dari berkas ini yang dipublikasikan; perbaiki dan kirim ulang seluruh berkas.",
+            f"File held: {share_failed:.0%} of rows failed (limit {cfg.hold_threshold:.0%}). Nothing from this "
+            "file is published; fix and resend the whole file.",
+        )
+    stage.write_batch(
+        zones,
+        entry.batch_id,
+        accepted,
+        issues,
+        quarantined,
+        {
+            "batch_id": entry.batch_id,
+            "agency": entry.agency,
+            "sha256": entry.sha256,
+            "file_name": entry.file_name,
+            "status": status,
+            **stage.counts_dict(counts),
+        },
+    )
+    lap("stage")
+    hints = {k: Bilingual(*v) for k, v in harmonise_stage.hints(schema).items()}
+    warnings = [*read.warnings, *mapped.warnings]
+    if mapped.unmapped_fields:
+        missing = ", ".join(mapped.unmapped_fields)
+        warnings.append(
+            Bilingual(f"Kolom tidak tersedia di berkas ini: {missing}", f"Fields this file does not provide: {missing}")
+        )
+    report.write_report(
+        report_dir,
+        report.FileReport(
+            **file_report,
+            status=status,
+            rows_read=counts.rows_read,
+            rows_accepted=counts.rows_accepted,
+            rows_quarantined=counts.rows_quarantined,
+            rows_warned=counts.rows_warned,
+            reason=reason,
+            warnings=warnings,
+            duplicate_of=None,
+        ),
+        issues,
+        quarantined,
+        mapped.identifier_headers,
+        hints,
+    )
+    lap("report")
+    ledger.finish(
+        entry.sha256,
+        status,
+        rows_read=counts.rows_read,
+        rows_accepted=counts.rows_accepted,
+        rows_quarantined=counts.rows_quarantined,
+        rows_warned=counts.rows_warned,
+        reason_code="held" if reason else None,
+        reason_id=reason.id if reason else None,
+        reason_en=reason.en if reason else None,
+    )
+    log.info(
+        "file %s %s: read=%d accepted=%d quarantined=%d",
+        entry.sha256[:12], status, counts.rows_read, counts.rows_accepted, counts.rows_quarantined,
+    )  # fmt: skip
+    return FileOutcome(
+        entry.sha256, entry.agency, entry.file_name, status, counts.rows_read, counts.rows_accepted,
+        counts.rows_quarantined, counts.rows_warned, timings=timings,
+    )  # fmt: skip
+
+
+def _report_name(entry: FileEntry) -> str:
+    from pipelines.inbox import report_folder_name
+
+    return report_folder_name(entry.file_name, entry.sha256)

@@ -1,0 +1,789 @@
+"""Publish: write-audit-publish of the analyst warehouse from the staged batches.
+
+A release is built aside in `warehouse/releases/.building-<id>/`, audited (SQL audits in `sql/audits/` and a GX
+suite on `placement_records`), renamed to `releases/<id>/`, and only then made current by renaming a new symlink
+over `warehouse/current`. The pipeline never writes a DuckDB file an analyst may have open: a connection opened
+before the switch keeps reading its release, one opened after reads the new one. All record work is DuckDB SQL
+over the staged Parquet; Python only handles the small aggregates of the open data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipelines import dictionary, settings
+from pipelines.config import AgencyConfig
+from pipelines.schema import load_schema
+from pipelines.settings import Zones
+
+TOTAL = "TOTAL"
+UNKNOWN = "UNKNOWN"
+RELEASE_ID = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{8}$")
+DEFAULT_PRIORITY = 1000  # agencies missing from the mapping lose every tie
+RECORD_TABLES = ("placement_records", "placements")
+
+CODELIST_TABLES = {
+    "countries": ("Negara (ISO 3166-1).", "Countries (ISO 3166-1)."),
+    "provinces": ("Provinsi (kode Kemendagri).", "Provinces (Kemendagri codes)."),
+    "regencies": ("Kabupaten/kota (kode Kemendagri).", "Regencies and cities (Kemendagri codes)."),
+    "occupations": ("Jabatan (ISCO-08 / KBJI 2014).", "Occupations (ISCO-08 / KBJI 2014)."),
+    "education_levels": ("Tingkat pendidikan.", "Education levels."),
+    "marital_status": ("Status perkawinan.", "Marital status."),
+    "sectors": ("Sektor (formal / informal).", "Sectors (formal / informal)."),
+    "placement_schemes": ("Skema penempatan.", "Placement schemes."),
+    "sex": ("Jenis kelamin.", "Sex."),
+}
+CODELIST_COLUMNS = {
+    "code": ("Kode.", "Code."),
+    "name_id": ("Nama (bahasa Indonesia).", "Name (Indonesian)."),
+    "name_en": ("Nama (bahasa Inggris).", "Name (English)."),
+    "variants": ("Ejaan lain yang dikenali.", "Known spelling variants."),
+}
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """One batch (file) of the ledger; `seq` orders batches, a later one supersedes an earlier one."""
+
+    batch_id: str
+    agency: str
+    sha256: str
+    file_name: str
+    received_at: datetime
+    seq: int
+    status: str  # processed | held | rejected
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+    rows_warned: int
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    name: str
+    offending: int
+    sample: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.offending == 0 and self.error is None
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    release_id: str
+    path: Path
+    counts: dict[str, int]
+    audits_run: list[str]
+    audits_failed: list[str]
+    switched: bool
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    release_id: str
+    path: Path
+    current: bool
+    created_at: str | None
+    counts: dict[str, int]
+
+
+class PublishError(Exception):
+    """The release cannot be made (bad input or failed audit); `current` was left as it was."""
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _ident(name: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise PublishError(f"not a safe SQL identifier: {name!r}")
+    return name
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(4 * 1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _release_id(batches: Sequence[BatchRef], agencies: Mapping[str, AgencyConfig], params: dict) -> str:
+    """Sortable (UTC time to the millisecond) plus a short hash of what went in."""
+    content = json.dumps(
+        {
+            "batches": sorted((b.batch_id, b.sha256, b.seq, b.status) for b in batches),
+            "agencies": sorted((a.agency, a.priority) for a in agencies.values()),
+            "schema": load_schema().schema_version,
+            "params": params,
+        },
+        sort_keys=True,
+    )
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
+    return f"{stamp}-{hashlib.sha256(content.encode()).hexdigest()[:8]}"
+
+
+def _symlink_replace(link: Path, target: str) -> None:
+    """Point `link` at `target` atomically: a new symlink under a temp name renamed over the old one."""
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _batches_table(batches: Sequence[BatchRef]) -> pa.Table:
+    def utc(dt: datetime) -> datetime:
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+    return pa.table(
+        {
+            "batch_id": pa.array([b.batch_id for b in batches], pa.string()),
+            "agency": pa.array([b.agency for b in batches], pa.string()),
+            "file_name": pa.array([b.file_name for b in batches], pa.string()),
+            "file_sha256": pa.array([b.sha256 for b in batches], pa.string()),
+            "received_at": pa.array([utc(b.received_at) for b in batches], pa.timestamp("us", tz="UTC")),
+            "seq": pa.array([b.seq for b in batches], pa.int64()),
+            "status": pa.array([b.status for b in batches], pa.string()),
+            "rows_read": pa.array([b.rows_read for b in batches], pa.int64()),
+            "rows_accepted": pa.array([b.rows_accepted for b in batches], pa.int64()),
+            "rows_quarantined": pa.array([b.rows_quarantined for b in batches], pa.int64()),
+            "rows_warned": pa.array([b.rows_warned for b in batches], pa.int64()),
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------------------- build
+
+
+def _load_inputs(con: duckdb.DuckDBPyConnection, zones: Zones, batches: Sequence[BatchRef]) -> None:
+    """Temp views `staged_records` (accepted rows of processed batches) and `staged_issues`."""
+    schema = load_schema()
+    con.register("_batches_arrow", _batches_table(batches))
+    con.execute("CREATE TEMP TABLE _batches AS SELECT * FROM _batches_arrow")
+    con.unregister("_batches_arrow")
+
+    processed = [b for b in batches if b.status == "processed"]
+    files = [zones.staging / b.batch_id / "accepted.parquet" for b in processed]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise PublishError(f"processed batches without accepted.parquet: {missing[:5]}")
+    cols = ", ".join(
+        f"CAST({f.name} AS {f.sql_type}) AS {f.name}" for f in schema.published_fields()
+    )
+    if files:
+        paths = "[" + ", ".join(_lit(str(f)) for f in files) + "]"
+        con.execute(f"CREATE TEMP VIEW staged_records AS SELECT {cols} FROM read_parquet({paths})")
+    else:
+        con.register("_empty", schema.arrow_schema(published_only=True).empty_table())
+        con.execute("CREATE TEMP TABLE staged_records AS SELECT * FROM _empty")
+        con.unregister("_empty")
+
+    issue_files = [(b.batch_id, zones.staging / b.batch_id / "issues.parquet") for b in batches]
+    issue_files = [(bid, p) for bid, p in issue_files if p.is_file()]
+    if issue_files:
+        paths = "[" + ", ".join(_lit(str(p)) for _, p in issue_files) + "]"
+        mapping = " UNION ALL ".join(f"SELECT {_lit(str(p))} AS f, {_lit(bid)} AS batch_id" for bid, p in issue_files)
+        con.execute(
+            f"CREATE TEMP VIEW staged_issues AS SELECT m.batch_id, i.source_row, i.rule_id, i.severity, i.field "
+            f"FROM read_parquet({paths}, filename = true) i JOIN ({mapping}) m ON m.f = i.filename"
+        )
+    else:
+        con.execute(
+            "CREATE TEMP TABLE staged_issues (batch_id VARCHAR, source_row BIGINT, rule_id VARCHAR, "
+            "severity VARCHAR, field VARCHAR)"
+        )
+
+
+def _build_reference(con: duckdb.DuckDBPyConnection, agencies: Mapping[str, AgencyConfig],
+                     codelists_dir: Path) -> list[dictionary.Table]:
+    """`agencies` and one dimension table per code list CSV (all VARCHAR, as written)."""
+    rows = sorted((a.agency, a.name, a.kind, a.priority) for a in agencies.values())
+    con.execute("CREATE TABLE agencies (code VARCHAR PRIMARY KEY, name VARCHAR, kind VARCHAR, priority INTEGER)")
+    if rows:
+        con.executemany("INSERT INTO agencies VALUES (?, ?, ?, ?)", rows)
+    extra: list[dictionary.Table] = []
+    for csv in sorted(codelists_dir.glob("*.csv")):
+        name = _ident(csv.stem)
+        con.execute(
+            f"CREATE TABLE {name} AS SELECT * FROM read_csv({_lit(str(csv))}, all_varchar = true, header = true)"
+        )
+        id_, en = CODELIST_TABLES.get(name, (f"Daftar kode {name}.", f"Code list {name}."))
+        cols = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]
+        extra.append(dictionary.Table(
+            name, id_, en,
+            [dictionary.Col(c, "VARCHAR", *CODELIST_COLUMNS.get(c, ("Atribut tambahan.", "Extra attribute.")))
+             for c in cols],
+        ))
+    return extra
+
+
+def _build_records(con: duckdb.DuckDBPyConnection) -> None:
+    """Latest version of each record_key: highest batch seq, then the later source row."""
+    schema = load_schema()
+    con.execute(dictionary.records_ddl(schema))
+    names = ", ".join(f"s.{f.name}" for f in schema.published_fields())
+    con.execute(
+        f"""
+        INSERT INTO placement_records BY NAME
+        SELECT {names}, year(s.departure_date) AS departure_year, month(s.departure_date) AS departure_month
+        FROM staged_records s JOIN _batches b ON b.batch_id = s.batch_id AND b.status = 'processed'
+        QUALIFY row_number() OVER (PARTITION BY s.record_key ORDER BY b.seq DESC, s.source_row DESC) = 1
+        """
+    )
+
+
+def _build_placements(con: duckdb.DuckDBPyConnection, match_window_days: int) -> None:
+    """Gaps and islands: records of one worker and destination whose departures chain within the window
+    are one placement; values come from the highest-priority agency (lowest `priority`)."""
+    schema = load_schema()
+    value_fields = [c.name for c in dictionary.placement_columns(schema)
+                    if c.name in set(schema.names()) and c.name not in {"worker_key", "destination_country"}]
+    conflicts = dictionary.conflict_fields(schema)
+    window = int(match_window_days)
+    con.execute(
+        f"""
+        CREATE TEMP TABLE _chain AS
+        WITH r AS (
+            SELECT p.*, coalesce(a.priority, {DEFAULT_PRIORITY}) AS priority,
+                   CASE WHEN departure_date - lag(departure_date) OVER w <= {window} THEN 0 ELSE 1 END AS new_island
+            FROM placement_records p LEFT JOIN agencies a ON a.code = p.source_agency
+            WINDOW w AS (PARTITION BY worker_key, destination_country ORDER BY departure_date, record_key)
+        )
+        SELECT *, sum(new_island) OVER (
+            PARTITION BY worker_key, destination_country ORDER BY departure_date, record_key
+            ROWS UNBOUNDED PRECEDING) AS island
+        FROM r
+        """
+    )
+    primary = ", ".join(f"{f} := {f}" for f in [*value_fields, "source_agency", "record_key"])
+    conflict_list = ", ".join(f"CASE WHEN min({f}) <> max({f}) THEN '{f}' END" for f in conflicts)
+    con.execute(
+        f"""
+        CREATE TEMP TABLE _placements AS
+        SELECT
+            left(sha256(string_agg(record_key, '|' ORDER BY record_key)), 32) AS placement_id,
+            worker_key, destination_country, island,
+            arg_min(struct_pack({primary}), (priority, record_key)) AS p,
+            min(departure_date) AS first_departure_date,
+            max(departure_date) AS last_departure_date,
+            list_sort(list_distinct(list(source_agency))) AS source_agencies,
+            list_sort(list(record_key)) AS source_record_keys,
+            count(DISTINCT source_agency)::INTEGER AS n_sources,
+            count(*)::INTEGER AS n_records,
+            list_filter([{conflict_list}], lambda x: x IS NOT NULL) AS conflicting_fields
+        FROM _chain
+        GROUP BY worker_key, destination_country, island
+        """
+    )
+    cols = []
+    for c in dictionary.placement_columns(schema):
+        if c.name in {"placement_id", "worker_key", "destination_country", "first_departure_date",
+                      "last_departure_date", "source_agencies", "source_record_keys", "n_sources", "n_records",
+                      "conflicting_fields"}:
+            cols.append(c.name)
+        elif c.name == "departure_year":
+            cols.append("year(p.departure_date)::INTEGER AS departure_year")
+        elif c.name == "departure_month":
+            cols.append("month(p.departure_date)::INTEGER AS departure_month")
+        elif c.name == "primary_agency":
+            cols.append("p.source_agency AS primary_agency")
+        elif c.name == "primary_record_key":
+            cols.append("p.record_key AS primary_record_key")
+        else:
+            cols.append(f"p.{c.name} AS {c.name}")
+    con.execute(f"CREATE TABLE placements AS SELECT {', '.join(cols)} FROM _placements")
+    con.execute(
+        """
+        CREATE TABLE record_placement AS
+        SELECT c.record_key, p.placement_id, c.source_agency
+        FROM _chain c JOIN _placements p USING (worker_key, destination_country, island)
+        """
+    )
+    con.execute("DROP TABLE _chain")
+    con.execute("DROP TABLE _placements")
+
+
+def _build_quality(con: duckdb.DuckDBPyConnection) -> None:
+    """Per file: status and counts, and rows per rule broken (counts only, never row values)."""
+    con.execute(
+        """
+        CREATE TABLE data_quality_rules AS
+        SELECT i.batch_id, b.agency, i.rule_id, min(i.severity) AS severity, min(i.field) AS field,
+               count(DISTINCT i.source_row) AS rows
+        FROM staged_issues i JOIN _batches b USING (batch_id)
+        GROUP BY i.batch_id, b.agency, i.rule_id
+        ORDER BY 1, 3
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE data_quality AS
+        SELECT b.batch_id, b.agency, b.file_name, b.file_sha256, b.received_at, b.seq, b.status,
+               b.rows_read, b.rows_accepted, b.rows_quarantined, b.rows_warned,
+               coalesce(r.rows_by_rule, MAP {}::MAP(VARCHAR, BIGINT)) AS rows_by_rule
+        FROM _batches b
+        LEFT JOIN (SELECT batch_id, map(list(rule_id ORDER BY rule_id), list(rows ORDER BY rule_id)) AS rows_by_rule
+                   FROM data_quality_rules GROUP BY batch_id) r USING (batch_id)
+        ORDER BY b.seq
+        """
+    )
+
+
+def _comment(con: duckdb.DuckDBPyConnection, catalogue: Iterable[dictionary.Table]) -> None:
+    for t in catalogue:
+        for stmt in dictionary.comment_statements(t):
+            con.execute(stmt)
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, sql_dir: Path) -> list[str]:
+    names = []
+    for path in sorted((sql_dir / "views").glob("*.sql")):
+        con.execute(path.read_text(encoding="utf-8"))
+        names.append(path.stem)
+    return names
+
+
+# ----------------------------------------------------------------------------------------------- open data
+
+
+@dataclass(frozen=True)
+class PublicSpec:
+    """An open-data aggregate: independent pages, each a row x column table with published margins."""
+
+    name: str
+    page: tuple[str, ...]
+    row: str
+    col: str
+    sql: str
+
+
+def public_specs(sql_dir: Path | None = None) -> list[PublicSpec]:
+    """Each `sql/public/*.sql` declares its dimensions in `-- page:`, `-- row:`, `-- col:` header lines."""
+    specs = []
+    for path in sorted((sql_dir or settings.SQL_DIR).joinpath("public").glob("*.sql")):
+        text = path.read_text(encoding="utf-8")
+        meta = dict(re.findall(r"^--\s*(page|row|col):[ \t]*(.*)$", text, flags=re.M))
+        page = tuple(x.strip() for x in meta.get("page", "").split(",") if x.strip())
+        specs.append(PublicSpec(path.stem, page, meta["row"].strip(), meta["col"].strip(), text))
+    return specs
+
+
+Cell = tuple[str, str]
+
+
+def suppress(cells: Mapping[Cell, int], threshold: int) -> dict[Cell, str]:
+    """Small-cell suppression of one page including its margins (keys with TOTAL).
+
+    Primary: 0 < count < threshold. Secondary: while any line (a row or column of the table with its margin)
+    has exactly one suppressed cell, which its visible neighbours and the margin would give away, suppress the
+    smallest other cell of that line (interior cells first). Returns cell -> 'primary' | 'secondary'.
+    """
+    out = {c: "primary" for c, n in cells.items() if 0 < n < threshold}
+    rows: dict[str, list[Cell]] = {}
+    cols: dict[str, list[Cell]] = {}
+    for c in cells:
+        rows.setdefault(c[0], []).append(c)
+        cols.setdefault(c[1], []).append(c)
+    lines = [sorted(v) for v in (*rows.values(), *cols.values())]
+    changed = True
+    while changed:
+        changed = False
+        for line in lines:
+            hidden = [c for c in line if c in out]
+            if len(hidden) != 1:
+                continue
+            visible = [c for c in line if c not in out]
+            if not visible:
+                continue
+            pick = min(visible, key=lambda c: (cells[c], TOTAL in c, c))
+            out[pick] = "secondary"
+            changed = True
+    return out
+
+
+def _public_tables(con: duckdb.DuckDBPyConnection, out_dir: Path, threshold: int,
+                   specs: Sequence[PublicSpec]) -> dict[str, dict]:
+    """Aggregate in DuckDB, suppress in Python (aggregates are small), write CSV and Parquet."""
+    out_dir.mkdir(parents=True)
+    meta = {}
+    for spec in specs:
+        dims = [*spec.page, spec.row, spec.col]
+        agg = con.execute(spec.sql).fetchall()
+        pages: dict[tuple[str, ...], dict[Cell, int]] = {}
+        for rec in agg:
+            *key, n = rec
+            key = [UNKNOWN if v is None else str(v) for v in key]
+            pg, r, c = tuple(key[: len(spec.page)]), key[-2], key[-1]
+            cells = pages.setdefault(pg, {})
+            for cell in ((r, c), (r, TOTAL), (TOTAL, c), (TOTAL, TOTAL)):
+                cells[cell] = cells.get(cell, 0) + int(n)
+        records: list[tuple] = []
+        for pg in sorted(pages):
+            cells = pages[pg]
+            hidden = suppress(cells, threshold)
+            for (r, c), n in sorted(cells.items()):
+                flag = hidden.get((r, c))
+                records.append((*pg, r, c, None if flag else n, flag is not None, flag))
+        columns = list(zip(*records, strict=True)) if records else [[] for _ in range(len(dims) + 3)]
+        table = pa.table(
+            {
+                **{d: pa.array(columns[i], pa.string()) for i, d in enumerate(dims)},
+                "placements": pa.array(columns[len(dims)], pa.int64()),
+                "suppressed": pa.array(columns[len(dims) + 1], pa.bool_()),
+                "suppression": pa.array(columns[len(dims) + 2], pa.string()),
+            }
+        )
+        con.register("_public", table)
+        con.execute(f"COPY _public TO {_lit(str(out_dir / (spec.name + '.csv')))} (FORMAT csv, HEADER true)")
+        con.execute(f"COPY _public TO {_lit(str(out_dir / (spec.name + '.parquet')))} (FORMAT parquet)")
+        con.unregister("_public")
+        meta[spec.name] = {
+            "page": list(spec.page), "row": spec.row, "col": spec.col, "total": TOTAL, "unknown": UNKNOWN,
+            "suppress_below": threshold, "rows": table.num_rows,
+            "suppressed_cells": sum(1 for r in records if r[-2]),
+        }
+    return meta
+
+
+# ----------------------------------------------------------------------------------------------- audits
+
+
+def _release_columns(con: duckdb.DuckDBPyConnection, release: Path) -> None:
+    """Temp table `_release_columns`: every column of every table, view, Parquet and CSV file of the release,
+    so the identifier audit sees what an analyst could read."""
+    con.execute(
+        """
+        CREATE TEMP TABLE _release_columns AS
+        SELECT 'table:' || table_name AS source, column_name FROM information_schema.columns
+        WHERE table_catalog = current_database() AND table_schema = 'main'
+        """
+    )
+    parquet = sorted(release.rglob("*.parquet"))
+    if parquet:
+        paths = "[" + ", ".join(_lit(str(p)) for p in parquet) + "]"
+        con.execute(
+            f"INSERT INTO _release_columns SELECT DISTINCT 'file:' || file_name, name "
+            f"FROM parquet_schema({paths}) WHERE num_children IS NULL OR name <> 'schema'"
+        )
+    for csv in sorted(release.rglob("*.csv")):
+        header = csv.open(encoding="utf-8").readline().strip().split(",")
+        con.executemany("INSERT INTO _release_columns VALUES (?, ?)", [(f"file:{csv}", h.strip('"')) for h in header])
+    con.execute("CREATE TEMP TABLE _direct_identifiers (name VARCHAR)")
+    con.executemany("INSERT INTO _direct_identifiers VALUES (?)", [(n,) for n in dictionary.direct_identifier_names()])
+
+
+def _run_audits(con: duckdb.DuckDBPyConnection, sql_dir: Path) -> list[AuditResult]:
+    results = []
+    for path in sorted((sql_dir / "audits").glob("*.sql")):
+        sql = path.read_text(encoding="utf-8").strip().rstrip(";")
+        try:
+            rows = con.execute(f"SELECT * FROM ({sql}) LIMIT 6").fetchall()
+            n = rows and con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+            results.append(AuditResult(path.stem, int(n or 0), [str(r) for r in rows[:5]]))
+        except duckdb.Error as exc:
+            results.append(AuditResult(path.stem, 0, error=str(exc).splitlines()[0]))
+    return results
+
+
+def _gx_validate(con: duckdb.DuckDBPyConnection) -> AuditResult:
+    """GX suite on the published `placement_records`. Keys are handed to GX as 64-bit hashes (NULL kept NULL):
+    the same uniqueness and null checks at a fraction of the memory and time; a hash collision can only
+    fail the suite, never pass a duplicate (the exact check is the SQL audit)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    df = con.execute(
+        """
+        SELECT CASE WHEN record_key IS NOT NULL THEN hash(record_key) END AS record_key,
+               CASE WHEN worker_key IS NOT NULL THEN hash(worker_key) END AS worker_key,
+               destination_country
+        FROM placement_records
+        """
+    ).df()
+    df["destination_country"] = df["destination_country"].astype("category")
+    ctx = gx.get_context(mode="ephemeral")
+    asset = ctx.data_sources.add_pandas("warehouse").add_dataframe_asset("placement_records")
+    batch = asset.add_batch_definition_whole_dataframe("release")
+    suite = ctx.suites.add(gx.ExpectationSuite(name="published_placement_records"))
+    for exp in (
+        gx.expectations.ExpectColumnValuesToBeUnique(column="record_key"),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="record_key"),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="worker_key"),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="destination_country"),
+    ):
+        suite.add_expectation(exp)
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="published", data=batch, suite=suite))
+    res = vd.run(batch_parameters={"dataframe": df}, result_format="BOOLEAN_ONLY")
+    failed = [
+        f"{r.expectation_config.type}({r.expectation_config.kwargs.get('column')})"
+        for r in res.results if not r.success
+    ]
+    return AuditResult("gx_placement_records", len(failed), failed)
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+
+def _export_parquet(con: duckdb.DuckDBPyConnection, release: Path, names: Sequence[str]) -> None:
+    base = release / "parquet"
+    for name in names:
+        if name in RECORD_TABLES:
+            con.execute(
+                f"COPY {name} TO {_lit(str(base / name))} "
+                "(FORMAT parquet, PARTITION_BY (departure_year, departure_month), COMPRESSION zstd)"
+            )
+        else:
+            (base / name).mkdir(parents=True)
+            con.execute(f"COPY {name} TO {_lit(str(base / name / (name + '.parquet')))} "
+                        "(FORMAT parquet, COMPRESSION zstd)")
+
+
+def _hash_files(release: Path) -> dict[str, dict]:
+    files = sorted(p for p in release.rglob("*") if p.is_file() and p.name != "manifest.json")
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        digests = list(pool.map(_sha256_file, files))
+    return {str(p.relative_to(release)): {"sha256": d, "bytes": p.stat().st_size} for p, d in
+            zip(files, digests, strict=True)}
+
+
+def _write_docs(release: Path, release_id: str, counts: Mapping[str, int], extra: Sequence[dictionary.Table],
+                public_meta: Mapping[str, dict]) -> None:
+    (release / "README.md").write_text(
+        dictionary.dictionary_markdown(counts, extra, release_id=release_id), encoding="utf-8")
+    files: dict[str, list[str]] = {}
+    for p in sorted((release / "parquet").rglob("*.parquet")):
+        files.setdefault(p.relative_to(release / "parquet").parts[0], []).append(str(p.relative_to(release)))
+    extra_res = []
+    for t in extra:
+        if t.name in files:
+            extra_res.append({
+                "name": t.name, "description": dictionary.bilingual(t.id, t.en), "path": files[t.name][0],
+                "format": "parquet", "mediatype": "application/vnd.apache.parquet",
+                "schema": {"fields": [{"name": c.name, "type": "string", "description": dictionary.bilingual(c.id, c.en)}
+                                      for c in t.columns]},
+            })
+    for name, m in public_meta.items():
+        dims = [*m["page"], m["row"], m["col"]]
+        fields = [{"name": d, "type": "string"} for d in dims] + [
+            {"name": "placements", "type": "integer",
+             "description": "Jumlah penempatan; kosong bila disembunyikan / Placements; empty when suppressed."},
+            {"name": "suppressed", "type": "boolean"},
+            {"name": "suppression", "type": "string", "description": "primary | secondary"},
+        ]
+        for fmt, media in (("csv", "text/csv"), ("parquet", "application/vnd.apache.parquet")):
+            extra_res.append({
+                "name": f"public_{name}_{fmt}", "path": f"public/{name}.{fmt}", "format": fmt, "mediatype": media,
+                "description": f"Data terbuka, sel < {m['suppress_below']} disembunyikan; TOTAL = jumlah / "
+                               f"Open data, cells < {m['suppress_below']} suppressed; TOTAL = margin.",
+                "schema": {"fields": fields, "missingValues": [""]},
+            })
+    pkg = dictionary.datapackage(files, extra_res, release_id=release_id)
+    (release / "datapackage.json").write_text(json.dumps(pkg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------------------------- publish
+
+
+def publish(
+    zones: Zones,
+    batches: Sequence[BatchRef],
+    agencies: Mapping[str, AgencyConfig],
+    *,
+    keep: int = 5,
+    match_window_days: int = 31,
+    suppress_below: int = 10,
+    progress: Callable[[str], None] | None = None,
+    codelists_dir: Path | None = None,
+    sql_dir: Path | None = None,
+) -> PublishResult:
+    """Build a release from the processed batches, audit it, and switch `current` to it if every audit passes.
+
+    The caller holds the pipeline's writer lock (one publisher at a time). A failed audit leaves `current`
+    untouched and keeps the release as `releases/failed-<id>/` for inspection.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    codelists_dir = codelists_dir or settings.CODELISTS_DIR
+    sql_dir = sql_dir or settings.SQL_DIR
+    zones.releases.mkdir(parents=True, exist_ok=True)
+    for stale in zones.releases.glob(".building-*"):  # a crashed publish: never visible, safe to drop
+        shutil.rmtree(stale, ignore_errors=True)
+
+    params = {"match_window_days": match_window_days, "suppress_below": suppress_below}
+    release_id = _release_id(batches, agencies, params)
+    building = zones.releases / f".building-{release_id}"
+    final = zones.releases / release_id
+    building.mkdir()
+    say(f"building release {release_id}")
+    counts: dict[str, int] = {}
+    audits: list[AuditResult] = []
+    try:
+        con = duckdb.connect(str(building / "sdmi.duckdb"))
+        try:
+            _load_inputs(con, zones, batches)
+            extra = _build_reference(con, agencies, codelists_dir)
+            say("placement_records: latest version of each record")
+            _build_records(con)
+            say("placements: matching records across agencies")
+            _build_placements(con, match_window_days)
+            _build_quality(con)
+            _comment(con, [*dictionary.tables(), *extra])
+            views = _create_views(con, sql_dir)
+            tables = [r[0] for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = 'main' ORDER BY 1").fetchall()]
+            counts = {t: con.execute(f"SELECT count(*) FROM {_ident(t)}").fetchone()[0] for t in tables}
+            say("writing Parquet tables and open data")
+            _export_parquet(con, building, tables)
+            public_meta = _public_tables(con, building / "public", suppress_below, public_specs(sql_dir))
+            say("auditing")
+            _release_columns(con, building)
+            audits = _run_audits(con, sql_dir)
+            audits.append(_gx_validate(con))
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        _write_docs(building, release_id, counts, extra, public_meta)
+        manifest = {
+            "release_id": release_id,
+            "created_at": datetime.now(UTC).isoformat(),
+            "schema_version": load_schema().schema_version,
+            "parameters": params,
+            "counts": counts,
+            "views": views,
+            "public": public_meta,
+            "audits": [asdict(a) for a in audits],
+            "batches": [
+                {**asdict(b), "received_at": b.received_at.isoformat(), "contributes": b.status == "processed"}
+                for b in sorted(batches, key=lambda b: b.seq)
+            ],
+            "files": _hash_files(building),
+        }
+        (building / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
+                                                encoding="utf-8")
+        for p in building.rglob("*"):
+            if p.is_file():
+                p.chmod(0o444)  # releases are immutable; a read-write open fails loudly for non-root users
+    except BaseException as exc:
+        failed = zones.releases / f"failed-{release_id}"
+        if building.exists():
+            os.replace(building, failed)
+        if isinstance(exc, PublishError):
+            return PublishResult(release_id, failed, counts, [], [], False, str(exc),
+                                 time.perf_counter() - started)
+        raise
+
+    failed_audits = [a for a in audits if not a.passed]
+    if failed_audits:
+        failed = zones.releases / f"failed-{release_id}"
+        os.replace(building, failed)
+        reason = "; ".join(
+            f"{a.name}: {a.error or f'{a.offending} offending, e.g. {a.sample[:2]}'}" for a in failed_audits)
+        say(f"audit failed, current release unchanged: {reason}")
+        return PublishResult(release_id, failed, counts, [a.name for a in audits], [a.name for a in failed_audits],
+                             False, reason, time.perf_counter() - started)
+
+    os.replace(building, final)
+    _fsync_dir(zones.releases)
+    switch(zones, release_id)
+    say(f"release {release_id} is current")
+    prune(zones, keep)
+    return PublishResult(release_id, final, counts, [a.name for a in audits], [], True, None,
+                         time.perf_counter() - started)
+
+
+# ----------------------------------------------------------------------------------------------- releases
+
+
+def current_release(zones: Zones) -> str | None:
+    try:
+        return Path(os.readlink(zones.current)).name
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def switch(zones: Zones, release_id: str) -> None:
+    """Make `release_id` current: `current` -> releases/<id>, `sdmi.duckdb` -> current/sdmi.duckdb.
+    Relative links keep the warehouse relocatable; each is renamed over the old one atomically."""
+    target = zones.releases / release_id
+    if not RELEASE_ID.match(release_id) or not (target / "manifest.json").is_file():
+        raise PublishError(f"no complete release {release_id!r} in {zones.releases}")
+    _symlink_replace(zones.current, f"releases/{release_id}")
+    if not (zones.analyst_db.is_symlink() and os.readlink(zones.analyst_db) == "current/sdmi.duckdb"):
+        _symlink_replace(zones.analyst_db, "current/sdmi.duckdb")
+    _fsync_dir(zones.warehouse)
+
+
+def list_releases(zones: Zones) -> list[ReleaseInfo]:
+    """Complete releases, oldest first (ids sort by time)."""
+    cur = current_release(zones)
+    out = []
+    if not zones.releases.is_dir():
+        return out
+    for p in sorted(zones.releases.iterdir()):
+        if not (RELEASE_ID.match(p.name) and (p / "manifest.json").is_file()):
+            continue
+        m = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
+        out.append(ReleaseInfo(p.name, p, p.name == cur, m.get("created_at"), m.get("counts", {})))
+    return out
+
+
+def rollback(zones: Zones, release_id: str | None = None) -> str:
+    """Switch back to `release_id`, or to the release before the current one."""
+    ids = [r.release_id for r in list_releases(zones)]
+    if release_id is None:
+        cur = current_release(zones)
+        older = [i for i in ids if cur is None or i < cur]
+        if not older:
+            raise PublishError("no earlier release to roll back to")
+        release_id = older[-1]
+    if release_id not in ids:
+        raise PublishError(f"unknown release {release_id!r}; known: {ids}")
+    switch(zones, release_id)
+    return release_id
+
+
+def prune(zones: Zones, keep: int = 5) -> list[str]:
+    """Delete all but the newest `keep` releases (and failed ones), never the current one.
+    An analyst still reading a deleted release keeps reading it: the open file outlives its name."""
+    cur = current_release(zones)
+    removed = []
+    ids = [r.release_id for r in list_releases(zones)]
+    for rid in ids[: max(0, len(ids) - keep)]:
+        if rid != cur:
+            shutil.rmtree(zones.releases / rid)
+            removed.append(rid)
+    failed = sorted(p for p in zones.releases.glob("failed-*") if p.is_dir())
+    for p in failed[: max(0, len(failed) - keep)]:
+        shutil.rmtree(p)
+        removed.append(p.name)
+    return removed

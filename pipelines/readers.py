@@ -1,0 +1,1287 @@
+"""Read an agency file (CSV, XLSX or JSON) into an Arrow table of text cells, or reject it with a reason.
+
+Every cell comes out as text (or null when empty): nothing is inferred, so a 16-digit NIK keeps its leading
+zeros. Each row carries `_source_row`, the row number a person sees when opening the file (CSV: record number,
+header counted, a quoted multi-line cell is one row; XLSX: sheet row; JSON array: 1-based record index;
+NDJSON: line number). Rows that are read but malformed stay in the table and are described in
+`row_issues`, so that rows read = accepted + quarantined holds downstream. File-level notes go to `warnings`.
+
+Rejection codes (`FileRejected.code`, stable; the message says what the officer should do):
+
+    empty_file            no bytes, or only blank lines / whitespace
+    file_too_large        larger than ReadOptions.max_bytes
+    legacy_xls            OLE2 file (Excel 97-2003 .xls, or a password-protected workbook)
+    html_not_spreadsheet  a web page / XML file saved with a spreadsheet extension
+    not_a_table           PDF, image, archive or other binary that is no table
+    binary_content        text with NUL bytes (and not UTF-16) or many control characters
+    unknown_encoding      the text decodes under none of the candidate encodings
+    encoding_mismatch     ReadOptions.encoding was given and the file does not decode with it
+    format_mismatch       ReadOptions.format was given and the file is of another format
+    wrong_delimiter       ReadOptions.delimiter was given but the file is separated by another character
+    unclosed_quote        a quoted CSV field is never closed (it would swallow the following rows)
+    csv_parse_error       the CSV parser failed for another reason (message included)
+    too_many_columns      more columns than ReadOptions.max_columns
+    no_data_rows          a header but no data rows
+    corrupt_xlsx          not a valid/complete ZIP workbook (truncated download, damaged file)
+    xlsx_too_large        unpacked workbook larger than ReadOptions.xlsx_max_uncompressed_bytes
+    zip_bomb              a workbook member compressed more than ReadOptions.xlsx_max_compression_ratio
+    unsafe_xml            the workbook XML declares a DTD / entities (XML bomb)
+    sheet_not_found       ReadOptions.sheet names no sheet of the workbook
+    invalid_json          JSON syntax error (line and column given)
+    json_records_not_found  no array of records at the top level / at ReadOptions.records_path
+
+Row issue rule ids: `read.ragged_row` (CSV row with a different number of fields than the header; padded with
+nulls or truncated), `read.not_an_object` (JSON record that is not an object; kept as an all-null row).
+
+Choices: an unclosed quote rejects the file (the rows after it cannot be trusted); 10,000 columns are
+rejected by the default max_columns (500) and read when it is raised; when no header row is configured and
+no expected header matches, the header is the first of the first 30 non-empty rows having at least half as
+many distinct values as the widest of them (so a one-cell title row above the table is skipped).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import math
+import mmap
+import re
+import unicodedata
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from pipelines.config import ReadOptions
+from pipelines.problems import CRITICAL, ISSUE_SCHEMA, Bilingual, FileRejected
+
+SOURCE_ROW = "_source_row"
+HEADER_SEARCH_ROWS = 30
+DELIMITERS = (",", ";", "\t", "|")
+SAMPLE_BYTES = 1 << 20
+CHUNK_BYTES = 16 << 20
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+# the sample parse may hold a whole multi-line cell; the default 128 KiB limit is too small for that
+csv.field_size_limit(max(csv.field_size_limit(), 64 << 20))
+
+
+@dataclass
+class ReadResult:
+    table: pa.Table
+    header: list[str]
+    header_row: int  # 1-based; 0 for JSON (no header row in the file)
+    format: str
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    row_issues: pa.Table = field(default_factory=ISSUE_SCHEMA.empty_table)
+    warnings: list[Bilingual] = field(default_factory=list)
+
+
+def _reject(code: str, id_: str, en: str) -> FileRejected:
+    return FileRejected(code, id_, en)
+
+
+# --------------------------------------------------------------------------------------------- headers
+
+
+def normalise_header(text: object) -> str:
+    """Lower-case, punctuation to space, whitespace collapsed: how header aliases are compared everywhere."""
+    s = unicodedata.normalize("NFKC", "" if text is None else str(text)).lower()
+    return " ".join(re.sub(r"[\W_]+", " ", s).split())
+
+
+def _find_header(rows: list[tuple[int, list[str | None]]], expected: set[str]) -> int:
+    """Index into `rows` (non-empty rows, in order) of the header: most expected aliases, else widest-ish."""
+    candidates = rows[:HEADER_SEARCH_ROWS]
+    if expected:
+        scores = [len({normalise_header(c) for c in cells if c} & expected) for _, cells in candidates]
+        best = max(scores, default=0)
+        if best > 0:
+            return scores.index(best)
+    widths = [len({c.strip() for c in cells if c and c.strip()}) for _, cells in candidates]
+    widest = max(widths, default=0)
+    for i, w in enumerate(widths):
+        if w * 2 >= widest:
+            return i
+    return 0
+
+
+def _make_names(raw: list[str | None]) -> tuple[list[str], list[Bilingual]]:
+    """Header cells -> unique column names; empty -> column_<n>, duplicates -> Name__2 (reported)."""
+    names: list[str] = []
+    seen: set[str] = {SOURCE_ROW}
+    dups: list[str] = []
+    for i, cell in enumerate(raw, start=1):
+        base = (cell or "").strip() or f"column_{i}"
+        name, k = base, 1
+        while name in seen:
+            k += 1
+            name = f"{base}__{k}"
+        if k > 1:
+            dups.append(f"{base!r} -> {name!r}")
+        seen.add(name)
+        names.append(name)
+    warnings = []
+    if dups:
+        listed = ", ".join(dups[:10])
+        warnings.append(
+            Bilingual(
+                f"Nama kolom ganda diberi akhiran: {listed}. Beri setiap kolom nama yang berbeda.",
+                f"Duplicate column names were renamed: {listed}. Give every column a distinct name.",
+            )
+        )
+    return names, warnings
+
+
+def _check_columns(n: int, options: ReadOptions) -> None:
+    if n > options.max_columns:
+        raise _reject(
+            "too_many_columns",
+            f"Berkas memiliki {n} kolom, batasnya {options.max_columns}. Kirim hanya kolom data penempatan.",
+            f"The file has {n} columns; the limit is {options.max_columns}. Send only the placement columns.",
+        )
+
+
+# --------------------------------------------------------------------------------------------- sniffing
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """UTF-16 text without a BOM shows NUL bytes at every other position (for mostly-ASCII text)."""
+    if len(head) < 4:
+        return None
+    even, odd = head[0::2], head[1::2]
+    z_even, z_odd = even.count(0) / len(even), odd.count(0) / len(odd)
+    if z_odd > 0.3 and z_even < 0.05:
+        return "utf-16-le"
+    if z_even > 0.3 and z_odd < 0.05:
+        return "utf-16-be"
+    return None
+
+
+def _bom_encoding(head: bytes) -> str | None:
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None
+
+
+def _head_text(head: bytes) -> str:
+    enc = _bom_encoding(head) or _utf16_without_bom(head) or "utf-8"
+    if enc.startswith("utf-16"):
+        head = head[: len(head) // 2 * 2]
+    return head.decode(enc, errors="replace")
+
+
+def sniff_format(path: Path) -> str:
+    """Format by content, not by extension: 'xlsx', 'json' or 'csv'; anything else is rejected."""
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if not head:
+        raise _reject("empty_file", "Berkas kosong (0 byte).", "The file is empty (0 bytes).")
+    if head.startswith(OLE2_MAGIC):
+        raise _reject(
+            "legacy_xls",
+            "Berkas berformat Excel lama (.xls, 97-2003) atau dilindungi kata sandi. Buka di Excel lalu "
+            "simpan sebagai .xlsx (Excel Workbook) tanpa kata sandi, atau sebagai CSV.",
+            "This is a legacy Excel file (.xls, 97-2003) or a password-protected workbook. Open it in Excel "
+            "and save it as .xlsx (Excel Workbook) without a password, or as CSV.",
+        )
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = set(z.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise _corrupt_xlsx(exc) from None
+        if "xl/workbook.xml" in names:
+            return "xlsx"
+        raise _reject(
+            "not_a_table",
+            "Berkas ini arsip ZIP (misalnya .docx, .ods atau .zip), bukan buku kerja Excel. "
+            "Kirim berkas .xlsx atau CSV.",
+            "This file is a ZIP archive (e.g. .docx, .ods or .zip), not an Excel workbook. "
+            "Send an .xlsx or CSV file.",
+        )
+    if head.startswith(b"%PDF") or head[:4] in (
+        b"\x89PNG",
+        b"GIF8",
+        b"\xff\xd8\xff\xe0",
+        b"\x1f\x8b\x08\x00",
+    ):
+        raise _not_a_table()
+    text = _head_text(head).lstrip("\ufeff \t\r\n")
+    if text.startswith("<"):
+        raise _reject(
+            "html_not_spreadsheet",
+            "Berkas ini halaman web (HTML) atau XML yang diberi ekstensi spreadsheet. Buka di Excel lalu "
+            "simpan sebagai .xlsx (Excel Workbook) atau CSV.",
+            "This file is a web page (HTML) or XML saved with a spreadsheet extension. Open it in Excel and "
+            "save it as .xlsx (Excel Workbook) or CSV.",
+        )
+    if text[:1] in ("{", "["):
+        return "json"
+    return "csv"
+
+
+def _not_a_table() -> FileRejected:
+    return _reject(
+        "not_a_table",
+        "Berkas ini bukan tabel (misalnya PDF, gambar atau berkas biner). Kirim berkas .xlsx, CSV atau JSON.",
+        "This file is not a table (e.g. a PDF, an image or a binary file). Send an .xlsx, CSV or JSON file.",
+    )
+
+
+def _binary() -> FileRejected:
+    return _reject(
+        "binary_content",
+        "Berkas berisi karakter biner (byte NUL atau karakter kontrol), bukan teks CSV. Ekspor ulang data "
+        "sebagai CSV (UTF-8) atau .xlsx.",
+        "The file contains binary content (NUL bytes or control characters), not CSV text. Export the data "
+        "again as CSV (UTF-8) or .xlsx.",
+    )
+
+
+def _corrupt_xlsx(exc: BaseException) -> FileRejected:
+    return _reject(
+        "corrupt_xlsx",
+        f"Berkas Excel rusak atau tidak lengkap (mungkin terpotong saat diunduh/dikirim): {exc}. "
+        "Simpan ulang dari Excel sebagai .xlsx lalu kirim kembali.",
+        f"The Excel file is damaged or incomplete (perhaps cut off while downloading/sending): {exc}. "
+        "Save it again from Excel as .xlsx and resend it.",
+    )
+
+
+# --------------------------------------------------------------------------------------------- entry
+
+
+def read_file(path: Path, options: ReadOptions, expected_headers: Iterable[str] = ()) -> ReadResult:
+    """Read one agency file as text cells, or raise FileRejected with a reason the officer can act on."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise _reject("empty_file", "Berkas kosong (0 byte).", "The file is empty (0 bytes).")
+    if size > options.max_bytes:
+        raise _reject(
+            "file_too_large",
+            f"Berkas berukuran {size:,} byte, melebihi batas {options.max_bytes:,} byte. Bagi menjadi "
+            "beberapa berkas.",
+            f"The file is {size:,} bytes, above the limit of {options.max_bytes:,} bytes. Split it into "
+            "several files.",
+        )
+    expected = {normalise_header(h) for h in expected_headers} - {""}
+    fmt = sniff_format(path)
+    if options.format != "auto" and fmt != options.format and not (options.format == "csv" and fmt == "json"):
+        raise _reject(
+            "format_mismatch",
+            f"Format berkas adalah {fmt}, sedangkan yang disepakati {options.format}. Kirim dalam format "
+            f"{options.format}.",
+            f"The file is {fmt}, but the agreed format is {options.format}. Send it as {options.format}.",
+        )
+    if options.format == "csv":
+        fmt = "csv"
+    if fmt == "xlsx":
+        return _read_xlsx(path, options, expected)
+    if fmt == "json":
+        return _read_json(path, options)
+    return _read_csv(path, options, expected)
+
+
+# --------------------------------------------------------------------------------------------- shared
+
+
+def _issue(row: int, rule: str, value: str | None, id_: str, en: str) -> dict[str, Any]:
+    return {
+        "source_row": row,
+        "rule_id": rule,
+        "severity": CRITICAL,
+        "field": None,
+        "value": value,
+        "message_id": id_,
+        "message_en": en,
+    }
+
+
+def _finish(
+    table: pa.Table,
+    issues: list[dict[str, Any]],
+    options: ReadOptions,
+    warnings: list[Bilingual],
+    footers: bool = True,
+) -> tuple[pa.Table, pa.Table]:
+    """Drop fully blank rows and trailing footer rows (with warnings); reject when no data row is left."""
+    data_cols = [c for c in table.column_names if c != SOURCE_ROW]
+    issue_rows = pa.array(sorted({i["source_row"] for i in issues}), pa.int64())
+    if table.num_rows and data_cols:
+        # narrow down column by column: usually the first column alone rules out almost every row
+        cand = table.select([*data_cols, SOURCE_ROW])
+        for c in data_cols:
+            cand = cand.filter(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(cand[c]), ""), True))
+            if cand.num_rows == 0:
+                break
+        blank_rows = cand[SOURCE_ROW]
+        if len(issue_rows) and len(blank_rows):
+            blank_rows = pc.filter(blank_rows, pc.invert(pc.is_in(blank_rows, value_set=issue_rows)))
+        n_blank = len(blank_rows)
+        if n_blank:
+            table = table.filter(pc.invert(pc.is_in(table[SOURCE_ROW], value_set=blank_rows)))
+            warnings.append(
+                Bilingual(
+                    f"{n_blank} baris kosong dilewati.",
+                    f"{n_blank} blank rows were skipped.",
+                )
+            )
+    if footers and options.footer_pattern and table.num_rows and data_cols:
+        pattern = re.compile(options.footer_pattern, re.IGNORECASE)
+        tail = table.slice(max(0, table.num_rows - 50)).select(data_cols).to_pylist()
+        dropped: list[str] = []
+        for rec in reversed(tail):
+            first = next((v for v in rec.values() if v is not None and v.strip()), None)
+            if first is None or not pattern.search(first):
+                break
+            dropped.append(first.strip()[:40])
+        if dropped:
+            keep = table.num_rows - len(dropped)
+            gone = set(table[SOURCE_ROW].slice(keep).to_pylist())
+            table = table.slice(0, keep)
+            issues[:] = [i for i in issues if i["source_row"] not in gone]
+            listed = ", ".join(repr(d) for d in reversed(dropped))
+            warnings.append(
+                Bilingual(
+                    f"{len(dropped)} baris total/jumlah di bawah data tidak dibaca sebagai data: {listed}.",
+                    f"{len(dropped)} total rows below the data were not read as data: {listed}.",
+                )
+            )
+    if table.num_rows == 0:
+        raise _reject(
+            "no_data_rows",
+            "Berkas hanya berisi judul/kepala kolom tanpa baris data.",
+            "The file has a header but no data rows.",
+        )
+    issue_table = pa.Table.from_pylist(sorted(issues, key=lambda i: i["source_row"]), schema=ISSUE_SCHEMA)
+    return table, issue_table
+
+
+def _drop_unnamed_empty(table: pa.Table, names: list[str], unnamed: set[str]) -> tuple[pa.Table, list[str]]:
+    """Columns without a header and without any value (a trailing delimiter, formatted cells) are not data."""
+    drop = [
+        c
+        for c in unnamed
+        if table[c].null_count == table.num_rows
+        or pc.all(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(table[c]), ""), True)).as_py()
+    ]
+    if not drop:
+        return table, names
+    return table.drop_columns(drop), [n for n in names if n not in drop]
+
+
+# --------------------------------------------------------------------------------------------- CSV
+
+
+def _candidate_encodings(path: Path, head: bytes, options: ReadOptions) -> list[str]:
+    if options.encoding:
+        return [options.encoding]
+    bom = _bom_encoding(head)
+    if bom:
+        return [bom]
+    u16 = _utf16_without_bom(head)
+    if u16:
+        return [u16]
+    if b"\x00" in head:
+        raise _binary()
+    return ["utf-8", "cp1252"]
+
+
+def _verify(path: Path, encoding: str) -> UnicodeDecodeError | None:
+    """Decode the whole file strictly, in chunks (memory stays flat); NUL bytes mean binary."""
+    try:
+        dec = codecs.getincrementaldecoder(encoding)(errors="strict")
+    except LookupError:
+        raise _reject(
+            "encoding_mismatch",
+            f"Pengodean {encoding!r} tidak dikenal.",
+            f"Unknown encoding {encoding!r}.",
+        ) from None
+    utf16 = "16" in encoding or "32" in encoding
+    offset = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            if not utf16 and b"\x00" in chunk:
+                raise _binary()
+            try:
+                text = dec.decode(chunk)
+            except UnicodeDecodeError as exc:
+                exc.start += offset
+                return exc
+            if utf16 and "\x00" in text:
+                raise _binary()
+            offset += len(chunk)
+        try:
+            dec.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            exc.start += offset
+            return exc
+    return None
+
+
+class _NotUtf8(Exception):
+    """pyarrow found invalid UTF-8 past the sample: detect again without UTF-8."""
+
+
+def _has_nul(path: Path) -> bool:
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return m.find(b"\x00") >= 0
+
+
+def _detect_encoding(
+    path: Path, head: bytes, options: ReadOptions, warnings: list[Bilingual], skip_utf8: bool
+) -> tuple[str, bool]:
+    """Detect, then verify on the whole file: Latin-1 never fails, so it is never a blind fallback.
+
+    Returns (encoding, verified). Plain UTF-8 whose sample decodes is left to pyarrow to verify (it checks
+    UTF-8 while parsing, saving a pass over the file); the caller retries without UTF-8 if that fails.
+    """
+    candidates = _candidate_encodings(path, head, options)
+    if skip_utf8:
+        candidates = [c for c in candidates if c != "utf-8"]
+    elif candidates[0] == "utf-8" and not options.encoding:
+        try:
+            codecs.getincrementaldecoder("utf-8")(errors="strict").decode(head, final=False)
+        except UnicodeDecodeError:
+            candidates = candidates[1:]
+        else:
+            if _has_nul(path):
+                raise _binary()
+            return "utf-8", False
+    last: UnicodeDecodeError | None = None
+    for enc in candidates:
+        err = _verify(path, enc)
+        if err is None:
+            return enc, True
+        last = err
+    if options.encoding:
+        raise _reject(
+            "encoding_mismatch",
+            f"Berkas tidak dapat dibaca dengan pengodean {options.encoding} (byte ke-{last.start}). Simpan "
+            "ulang sebagai CSV UTF-8.",
+            f"The file does not decode as {options.encoding} (at byte {last.start}). Save it again as "
+            "CSV UTF-8.",
+        )
+    try:  # last resort: a statistical guess, still verified strictly
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(head).best()
+        guess = best.encoding if best else None
+    except Exception:  # a detector failure only means no guess
+        guess = None
+    if (
+        guess
+        and _known_codec(guess) not in {_known_codec(c) for c in candidates}
+        and _verify(path, guess) is None
+    ):
+        warnings.append(
+            Bilingual(
+                f"Pengodean teks ditebak sebagai {guess}; sebaiknya kirim CSV UTF-8.",
+                f"The text encoding was guessed as {guess}; please send CSV UTF-8.",
+            )
+        )
+        return guess, True
+    raise _reject(
+        "unknown_encoding",
+        f"Pengodean teks tidak dikenali (bukan UTF-8/UTF-16/Windows-1252; byte ke-{last.start if last else 0}"
+        "). Simpan ulang sebagai CSV UTF-8.",
+        f"The text encoding is not recognised (not UTF-8/UTF-16/Windows-1252; at byte "
+        f"{last.start if last else 0}). Save the file again as CSV UTF-8.",
+    )
+
+
+def _known_codec(name: str) -> str | None:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def _sample_text(path: Path, encoding: str, nbytes: int) -> tuple[str, bool]:
+    """Decoded start of the file, cut at a whole character; True when it is the whole file."""
+    with open(path, "rb") as f:
+        raw = f.read(nbytes + 1)
+    complete = len(raw) <= nbytes
+    raw = raw[:nbytes]
+    dec = codecs.getincrementaldecoder(encoding)(errors="strict")
+    text = dec.decode(raw, final=complete)
+    return text.lstrip("\ufeff"), complete
+
+
+def _parse_sample(text: str, delimiter: str, complete: bool) -> list[tuple[int, list[str]]]:
+    """Records of the sample as (physical lines consumed so far, fields); the last partial one dropped."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    out: list[tuple[int, list[str]]] = []
+    try:
+        for rec in reader:
+            out.append((reader.line_num, rec))
+            if len(out) >= 2000:
+                return out
+    except csv.Error:
+        if complete:
+            raise _unclosed(len(out) + 1) from None
+    if not complete and out:
+        out.pop()
+    return out
+
+
+def _unclosed(record: int | None) -> FileRejected:
+    where_id = f" (mulai sekitar baris {record})" if record else ""
+    where_en = f" (starting around row {record})" if record else ""
+    return _reject(
+        "unclosed_quote",
+        f'Ada tanda kutip (") yang dibuka tetapi tidak ditutup{where_id}, sehingga baris-baris berikutnya '
+        "tergabung dalam satu sel. Perbaiki tanda kutip itu atau ekspor ulang sebagai CSV.",
+        f'A quote (") is opened but never closed{where_en}, so the following rows run together into one '
+        "cell. Fix that quote or export the file again as CSV.",
+    )
+
+
+def _detect_delimiter(text: str, complete: bool) -> str:
+    """The delimiter giving the most rows with the same (>1) number of fields; csv.Sniffer guesses badly."""
+    best, best_score = ",", (0, 0)
+    for d in DELIMITERS:
+        counts: dict[int, int] = {}
+        for _, rec in _parse_sample_quiet(text, d, complete)[:200]:
+            if any(c.strip() for c in rec):
+                counts[len(rec)] = counts.get(len(rec), 0) + 1
+        if not counts:
+            continue
+        width, freq = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+        score = (freq, width) if width > 1 else (0, 0)
+        if score > best_score:
+            best, best_score = d, score
+    return best
+
+
+def _parse_sample_quiet(text: str, delimiter: str, complete: bool) -> list[tuple[int, list[str]]]:
+    try:
+        return _parse_sample(text, delimiter, complete)
+    except FileRejected:
+        return []
+
+
+def _read_csv(path: Path, options: ReadOptions, expected: set[str], skip_utf8: bool = False) -> ReadResult:
+    warnings: list[Bilingual] = []
+    with open(path, "rb") as f:
+        head = f.read(SAMPLE_BYTES)
+    encoding, verified = _detect_encoding(path, head, options, warnings, skip_utf8)
+    text, complete = _sample_text(path, encoding, SAMPLE_BYTES)
+    if not complete and len(text) < 1000:  # enormous first records: look further
+        text, complete = _sample_text(path, encoding, 16 * SAMPLE_BYTES)
+    if not text.strip():
+        raise _reject("empty_file", "Berkas hanya berisi baris kosong.", "The file holds only blank lines.")
+    probe = text[:200_000]
+    if len(_CONTROL.findall(probe)) > max(2, len(probe) // 100):
+        raise _binary()
+
+    detected = _detect_delimiter(text, complete)
+    delimiter = options.delimiter or detected
+    records = _parse_sample(text, delimiter, complete)
+    if options.delimiter and detected != options.delimiter:
+        widths = [len(r) for _, r in records[:50] if any(c.strip() for c in r)]
+        if widths and max(widths) == 1:
+            shown = {"\t": "tab"}.get(detected, detected)
+            want = {"\t": "tab"}.get(options.delimiter, options.delimiter)
+            raise _reject(
+                "wrong_delimiter",
+                f"Kolom dalam berkas dipisahkan dengan '{shown}', bukan '{want}' seperti yang disepakati. "
+                f"Ekspor ulang dengan pemisah '{want}'.",
+                f"The file's columns are separated by '{shown}', not by the agreed '{want}'. Export it again "
+                f"with '{want}' as the separator.",
+            )
+    non_empty = [(i, r) for i, (_, r) in enumerate(records) if any(c.strip() for c in r)]
+    if not non_empty:
+        raise _reject("empty_file", "Berkas hanya berisi baris kosong.", "The file holds only blank lines.")
+    if options.header_row is not None:
+        if options.header_row > len(records):
+            raise _reject(
+                "no_data_rows",
+                f"Baris kepala kolom {options.header_row} tidak ada di berkas.",
+                f"Header row {options.header_row} is not in the file.",
+            )
+        hidx = options.header_row - 1
+    else:
+        hidx = non_empty[_find_header([(i, list(r)) for i, r in non_empty], expected)][0]
+    header_row = hidx + 1
+    skip_lines, raw_header = records[hidx]
+    _check_columns(len(raw_header), options)
+    header_cells = [c.strip() for c in raw_header]
+    names, name_warnings = _make_names(header_cells)
+    warnings += name_warnings
+
+    try:
+        table, invalid = _arrow_csv(path, names, skip_lines, delimiter, encoding)
+    except _NotUtf8:
+        if verified:
+            raise _reject(
+                "encoding_mismatch",
+                f"Berkas tidak dapat dibaca dengan pengodean {encoding}. Simpan ulang sebagai CSV UTF-8.",
+                f"The file does not decode as {encoding}. Save it again as CSV UTF-8.",
+            ) from None
+        return _read_csv(path, options, expected, skip_utf8=True)
+    if invalid is None:
+        src = np.arange(header_row + 1, header_row + 1 + table.num_rows, dtype=np.int64)
+        table = table.append_column(SOURCE_ROW, pa.array(src))
+        issues: list[dict[str, Any]] = []
+    else:
+        table, issues = _merge_ragged(table, invalid, names, delimiter, skip_lines, header_row)
+    _check_unclosed_tail(table, names, delimiter)
+    unnamed = {nm for nm, cell in zip(names, header_cells, strict=True) if not cell}
+    table, names = _drop_unnamed_empty(table, names, unnamed)
+    table, issue_table = _finish(table, issues, options, warnings)
+    return ReadResult(
+        table=table,
+        header=names,
+        header_row=header_row,
+        format="csv",
+        encoding=encoding,
+        delimiter=delimiter,
+        row_issues=issue_table,
+        warnings=warnings,
+    )
+
+
+def _pyarrow_encoding(encoding: str) -> str:
+    return "utf8" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
+
+
+def _arrow_csv(
+    path: Path, names: list[str], skip_lines: int, delimiter: str, encoding: str
+) -> tuple[pa.Table, list[tuple[int, int, str]] | None]:
+    """Parse with pyarrow (multi-threaded); ragged rows are skipped, then a serial pass numbers them."""
+
+    def read(threads: bool, handler: Any) -> pa.Table:
+        try:
+            return pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(
+                    skip_rows=skip_lines,
+                    column_names=names,
+                    encoding=_pyarrow_encoding(encoding),
+                    use_threads=threads,
+                    block_size=1 << 20,
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delimiter,
+                    newlines_in_values=True,
+                    ignore_empty_lines=False,
+                    invalid_row_handler=handler,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in names},
+                    null_values=[""],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            msg = str(exc)
+            if "straddling" in msg or "block boundar" in msg:
+                raise _unclosed(None) from None
+            if "UTF8" in msg or "UTF-8" in msg:
+                raise _NotUtf8() from None
+            if "Empty CSV file" in msg:
+                return pa.table({c: pa.array([], pa.string()) for c in names})
+            raise _reject(
+                "csv_parse_error",
+                f"CSV tidak dapat dibaca: {msg[:300]}",
+                f"The CSV cannot be parsed: {msg[:300]}",
+            ) from None
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise _reject(
+                "csv_parse_error",
+                f"CSV tidak dapat dibaca: {str(exc)[:300]}",
+                f"The CSV cannot be parsed: {str(exc)[:300]}",
+            ) from None
+
+    bad: list[int] = []
+    table = read(True, lambda row: bad.append(1) or "skip")
+    if not bad:
+        return table, None
+    invalid: list[tuple[int, int, str]] = []
+    table = read(False, lambda row: invalid.append((row.number, row.actual_columns, row.text)) or "skip")
+    return table, invalid
+
+
+def _merge_ragged(
+    table: pa.Table,
+    invalid: list[tuple[int, int, str]],
+    names: list[str],
+    delimiter: str,
+    skip_lines: int,
+    header_row: int,
+) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Put ragged rows back in place (padded with nulls / truncated) and describe each as a row issue."""
+    n = len(names)
+    total = table.num_rows + len(invalid)
+    bad_k = np.array(sorted(num - skip_lines for num, _, _ in invalid), dtype=np.int64)
+    good_k = np.setdiff1d(np.arange(1, total + 1, dtype=np.int64), bad_k, assume_unique=True)
+    if len(good_k) != table.num_rows:  # numbering unknown: keep order, number sequentially
+        good_k = np.arange(1, table.num_rows + 1, dtype=np.int64)
+    table = table.append_column(SOURCE_ROW, pa.array(good_k + header_row))
+    cols: list[list[str | None]] = [[] for _ in range(n)]
+    rows: list[int] = []
+    issues: list[dict[str, Any]] = []
+    for num, actual, text in invalid:
+        if "\n" in text and text.count('"') % 2 == 1:
+            raise _unclosed(num - skip_lines + header_row)
+        fields = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
+        vals: list[str | None] = [f if f != "" else None for f in fields[:n]]
+        vals += [None] * (n - len(vals))
+        for i, v in enumerate(vals):
+            cols[i].append(v)
+        row = num - skip_lines + header_row
+        rows.append(row)
+        if any(f.strip() for f in fields):
+            issues.append(
+                _issue(
+                    row,
+                    "read.ragged_row",
+                    f"expected {n} fields, found {actual}",
+                    f"Baris ini memiliki {actual} kolom, seharusnya {n} seperti kepala kolom. Periksa "
+                    "pemisah atau tanda kutip di baris ini.",
+                    f"This row has {actual} fields; the header has {n}. Check the separators or quotes in "
+                    "this row.",
+                )
+            )
+    extra = pa.table(
+        {
+            **{nm: pa.array(c, pa.string()) for nm, c in zip(names, cols, strict=True)},
+            SOURCE_ROW: pa.array(rows, pa.int64()),
+        }
+    )
+    merged = pa.concat_tables([table, extra])
+    merged = merged.take(pc.sort_indices(merged[SOURCE_ROW]))
+    return merged, issues
+
+
+def _check_unclosed_tail(table: pa.Table, names: list[str], delimiter: str) -> None:
+    """An unclosed quote in the last column swallows the rest of the file into the last cell."""
+    if table.num_rows == 0 or len(names) < 2:
+        return
+    last = table[names[-1]][-1].as_py()
+    if not last or "\n" not in last:
+        return
+    lines = last.split("\n")
+    if any(line.count(delimiter) >= len(names) - 1 for line in lines[1:]):
+        raise _unclosed(table[SOURCE_ROW][-1].as_py())
+
+
+# --------------------------------------------------------------------------------------------- XLSX
+
+_MERGE_RE = re.compile(
+    rb'<(?:\w+:)?mergeCell\b[^>]*?\bref="([A-Z]{1,3}[0-9]{1,7})(?::([A-Z]{1,3}[0-9]{1,7}))?"'
+)
+
+
+def _check_zip(path: Path, options: ReadOptions) -> None:
+    """Zip-bomb and XML-bomb guards, before openpyxl sees anything."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > options.xlsx_max_uncompressed_bytes:
+                raise _reject(
+                    "xlsx_too_large",
+                    f"Isi buku kerja berukuran {total:,} byte setelah dibuka, melebihi batas "
+                    f"{options.xlsx_max_uncompressed_bytes:,}. Bagi data menjadi beberapa berkas.",
+                    f"The workbook unpacks to {total:,} bytes, above the limit of "
+                    f"{options.xlsx_max_uncompressed_bytes:,}. Split the data into several files.",
+                )
+            for i in infos:
+                ratio = i.file_size / max(i.compress_size, 1)
+                if ratio > options.xlsx_max_compression_ratio and i.file_size > (1 << 20):
+                    raise _reject(
+                        "zip_bomb",
+                        f"Bagian {i.filename} dari buku kerja terkompresi {ratio:.0f} kali (tidak wajar). "
+                        "Berkas ditolak demi keamanan; simpan ulang dari Excel.",
+                        f"Workbook part {i.filename} is compressed {ratio:.0f} times (abnormal). The file is "
+                        "refused for safety; save it again from Excel.",
+                    )
+            for i in infos:
+                if i.filename.endswith((".xml", ".rels", ".vml")):
+                    with z.open(i) as f:
+                        prolog = f.read(4096)
+                    if prolog.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                        prolog = prolog.decode("utf-16", errors="replace").encode()
+                    if b"<!DOCTYPE" in prolog.upper() or b"<!ENTITY" in prolog.upper():
+                        raise _unsafe_xml(i.filename)
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        zlib.error,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
+        raise _corrupt_xlsx(exc) from None
+
+
+def _unsafe_xml(part: str) -> FileRejected:
+    return _reject(
+        "unsafe_xml",
+        f"Bagian {part} dari buku kerja berisi deklarasi DTD/entitas XML yang tidak dipakai Excel (bisa "
+        "berbahaya). Simpan ulang dari Excel sebagai .xlsx.",
+        f"Workbook part {part} declares an XML DTD/entities, which Excel never writes (possibly malicious). "
+        "Save it again from Excel as .xlsx.",
+    )
+
+
+def _merges(z: zipfile.ZipFile, member: str) -> list[tuple[int, int, int, int]]:
+    """Merged ranges (min_row, min_col, max_row, max_col), scanned from the raw sheet XML (no entities)."""
+    from openpyxl.utils.cell import coordinate_to_tuple
+
+    out: list[tuple[int, int, int, int]] = []
+    carry = b""
+    with z.open(member) as f:
+        while chunk := f.read(4 << 20):
+            buf = carry + chunk
+            end = 0
+            for m in _MERGE_RE.finditer(buf):
+                a = coordinate_to_tuple(m.group(1).decode())
+                b = coordinate_to_tuple(m.group(2).decode()) if m.group(2) else a
+                out.append((min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1])))
+                end = m.end()
+            carry = buf[max(end, len(buf) - 512) :]
+    return out
+
+
+def _excel_text(value: Any) -> tuple[str | None, bool]:
+    """A cell value as text; the flag marks an integral number of 16+ digits (beyond Excel's precision)."""
+    if value is None:
+        return None, False
+    if isinstance(value, bool):
+        return ("TRUE" if value else "FALSE"), False
+    if isinstance(value, int):
+        s = str(value)
+        return s, len(s.lstrip("-")) > 15
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and abs(value) < 1e21:
+            s = str(int(value))
+            return s, len(s.lstrip("-")) > 15
+        return format(value, ".15g"), False
+    if isinstance(value, datetime):
+        if value.microsecond >= 500_000:
+            value = value + timedelta(microseconds=1_000_000 - value.microsecond)
+        value = value.replace(microsecond=0)
+        if value.time() == time(0, 0):
+            return value.date().isoformat(), False
+        return value.strftime("%Y-%m-%d %H:%M:%S"), False
+    if isinstance(value, date):
+        return value.isoformat(), False
+    if isinstance(value, time):
+        return value.replace(microsecond=0).isoformat(), False
+    if isinstance(value, timedelta):
+        return str(value), False
+    s = str(value)
+    return (s if s != "" else None), False
+
+
+def _sheet_rows(ws: Any, wb: Any, formula_missing: list[str]) -> Iterator[tuple[int, dict[int, Any]]]:
+    """(sheet row, {column: value}) from openpyxl's own sheet parser, noting formulas without a value."""
+    from openpyxl.worksheet._reader import FORMULA_TAG, WorkSheetParser
+
+    class _Parser(WorkSheetParser):
+        def parse_cell(self, element: Any) -> dict[str, Any]:
+            cell = super().parse_cell(element)
+            if cell["value"] is None and element.find(FORMULA_TAG) is not None:
+                formula_missing.append(element.get("r") or f"R{cell['row']}C{cell['column']}")
+            return cell
+
+    with wb._archive.open(ws._worksheet_path) as src:
+        parser = _Parser(
+            src,
+            ws._shared_strings,
+            data_only=True,
+            epoch=wb.epoch,
+            date_formats=wb._date_formats,
+            timedelta_formats=wb._timedelta_formats,
+        )
+        for idx, cells in parser.parse():
+            yield idx, {c["column"]: c["value"] for c in cells if c["value"] is not None}
+
+
+def _read_xlsx(path: Path, options: ReadOptions, expected: set[str]) -> ReadResult:
+    _check_zip(path, options)
+    import openpyxl
+    from defusedxml import DefusedXmlException
+
+    def refuse(exc: BaseException) -> FileRejected:
+        seen: BaseException | None = exc
+        while seen is not None:  # openpyxl wraps parser errors in ValueError
+            if isinstance(seen, DefusedXmlException):
+                return _unsafe_xml("workbook XML")
+            seen = seen.__cause__ or seen.__context__
+        return _corrupt_xlsx(exc)
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types on damaged workbooks
+        raise refuse(exc) from None
+    try:
+        return _read_workbook(wb, path, options, expected)
+    except FileRejected:
+        raise
+    except Exception as exc:
+        raise refuse(exc) from None
+    finally:
+        wb.close()
+
+
+def _pick_sheet(wb: Any, options: ReadOptions) -> Any:
+    names = wb.sheetnames
+    if options.sheet is not None:
+        if isinstance(options.sheet, int):
+            if 0 <= options.sheet < len(names):
+                return wb[names[options.sheet]]
+        elif options.sheet in names:
+            return wb[options.sheet]
+        raise _reject(
+            "sheet_not_found",
+            f"Lembar {options.sheet!r} tidak ada di buku kerja (lembar yang ada: {', '.join(names)}).",
+            f"Sheet {options.sheet!r} is not in the workbook (sheets: {', '.join(names)}).",
+        )
+    for name in names:
+        ws = wb[name]
+        if not hasattr(ws, "_worksheet_path"):  # chartsheet
+            continue
+        for _, cells in _sheet_rows(ws, wb, []):
+            if any(_excel_text(v)[0] for v in cells.values()):
+                return ws
+    raise _reject("empty_file", "Buku kerja tidak berisi data.", "The workbook contains no data.")
+
+
+def _read_workbook(wb: Any, path: Path, options: ReadOptions, expected: set[str]) -> ReadResult:
+    ws = _pick_sheet(wb, options)
+    if not hasattr(ws, "_worksheet_path"):
+        raise _reject("empty_file", "Lembar ini tidak berisi data.", "This sheet contains no data.")
+    merges = [
+        m for m in _merges(wb._archive, ws._worksheet_path) if (m[2] - m[0] + 1) * (m[3] - m[1] + 1) > 1
+    ]
+    merges.sort()
+    warnings: list[Bilingual] = []
+    formula_missing: list[str] = []
+    long_numbers: dict[int, list[int]] = {}
+
+    pending = list(merges)
+    active: list[tuple[int, int, int, int]] = []
+    anchors: dict[tuple[int, int], Any] = {}
+
+    def text_row(r: int, cells: dict[int, Any]) -> dict[int, str]:
+        nonlocal pending, active
+        while pending and pending[0][0] <= r:
+            active.append(pending.pop(0))
+        if active:
+            active = [m for m in active if m[2] >= r]
+            for m in active:
+                if m[0] == r:
+                    anchors[(m[0], m[1])] = cells.get(m[1])
+                v = anchors.get((m[0], m[1]))
+                if v is not None:
+                    for c in range(m[1], min(m[3], m[1] + 20_000) + 1):
+                        if (r, c) != (m[0], m[1]):
+                            cells[c] = v
+        out: dict[int, str] = {}
+        for c, v in cells.items():
+            s, long = _excel_text(v)
+            if s is not None:
+                out[c] = s
+                if long:
+                    long_numbers.setdefault(c, []).append(r)
+        return out
+
+    rows_iter = _sheet_rows(ws, wb, formula_missing)
+    head: list[tuple[int, dict[int, str]]] = []
+    header_row: int | None = options.header_row
+    for r, cells in rows_iter:
+        row = text_row(r, cells)
+        if row and any(v.strip() for v in row.values()):
+            head.append((r, row))
+        if header_row is None and len(head) >= HEADER_SEARCH_ROWS:
+            break
+        if header_row is not None and r >= header_row and len(head) >= 1:
+            break
+    if not head:
+        raise _reject("empty_file", "Lembar ini tidak berisi data.", "This sheet contains no data.")
+    if header_row is None:
+        as_lists = [(r, [row.get(c) for c in range(1, max(row) + 1)]) for r, row in head]
+        header_row = head[_find_header(as_lists, expected)][0]
+    hdr = next((row for r, row in head if r == header_row), {})
+    if not hdr:
+        raise _reject(
+            "no_data_rows",
+            f"Baris kepala kolom {header_row} kosong atau tidak ada di lembar ini.",
+            f"Header row {header_row} is empty or not in this sheet.",
+        )
+    width = max(hdr)
+    _check_columns(width, options)
+
+    # rows after the header: the buffered ones, then the rest of the sheet
+    data_rows: list[int] = []
+    data_cells: list[dict[int, str]] = []
+    max_width = width
+
+    def take(r: int, row: dict[int, str]) -> None:
+        nonlocal max_width
+        if row:
+            top = max(row)
+            if top > max_width:
+                max_width = top
+                _check_columns(max_width, options)
+        data_rows.append(r)
+        data_cells.append(row)
+
+    for r, row in head:
+        if r > header_row:
+            take(r, row)
+    last = head[-1][0]
+    for r, cells in rows_iter:
+        row = text_row(r, cells)
+        if r > header_row and r > last and any(v.strip() for v in row.values()):
+            take(r, row)
+    if data_rows:
+        n_blank = data_rows[-1] - header_row - len(data_rows)
+        if n_blank > 0:
+            warnings.append(
+                Bilingual(f"{n_blank} baris kosong dilewati.", f"{n_blank} blank rows were skipped.")
+            )
+
+    raw_header = [hdr.get(c) for c in range(1, max_width + 1)]
+    names, name_warnings = _make_names([(h or "").strip() or None for h in raw_header])
+    warnings += name_warnings
+    columns = {nm: pa.array([row.get(c) for row in data_cells], pa.string()) for c, nm in enumerate(names, 1)}
+    columns[SOURCE_ROW] = pa.array(data_rows, pa.int64())
+    table = pa.table(columns)
+    unnamed = {nm for nm, h in zip(names, raw_header, strict=True) if not (h or "").strip()}
+    table, names = _drop_unnamed_empty(table, names, unnamed)
+    if max_width > width and any(n in unnamed for n in names):
+        extra = [n for n in names if n in unnamed]
+        warnings.append(
+            Bilingual(
+                f"Ada data di kolom tanpa kepala kolom: {', '.join(extra[:10])}.",
+                f"There is data in columns without a header: {', '.join(extra[:10])}.",
+            )
+        )
+    if formula_missing:
+        shown = ", ".join(formula_missing[:10])
+        warnings.append(
+            Bilingual(
+                f"{len(formula_missing)} sel rumus tidak menyimpan nilai hasil ({shown}) dan dibaca kosong. "
+                "Buka berkas di Excel, biarkan rumus dihitung, lalu simpan lagi.",
+                f"{len(formula_missing)} formula cells have no saved value ({shown}) and are read as empty. "
+                "Open the file in Excel, let it calculate, and save it again.",
+            )
+        )
+    for c, rows in sorted(long_numbers.items()):
+        col = names[c - 1] if c - 1 < len(names) else f"column_{c}"
+        warnings.append(
+            Bilingual(
+                f"Kolom {col!r}: {len(rows)} sel berisi angka lebih dari 15 digit (mis. baris {rows[0]}); "
+                "Excel hanya menyimpan 15 digit, sehingga digit terakhir bisa salah. Format kolom NIK/paspor "
+                "sebagai Teks.",
+                f"Column {col!r}: {len(rows)} cells hold numbers of more than 15 digits (e.g. row "
+                f"{rows[0]}); "
+                "Excel keeps only 15 digits, so the last digits may be wrong. Format NIK/passport columns as "
+                "Text.",
+            )
+        )
+    table, issue_table = _finish(table, [], options, warnings)
+    return ReadResult(
+        table=table,
+        header=names,
+        header_row=header_row,
+        format="xlsx",
+        sheet=ws.title,
+        row_issues=issue_table,
+        warnings=warnings,
+    )
+
+
+# --------------------------------------------------------------------------------------------- JSON
+
+
+def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, str | None]) -> None:
+    for k, v in obj.items():
+        key = f"{prefix}{str(k).strip()}"
+        if isinstance(v, dict):
+            if v:
+                _flatten(v, key + ".", out)
+        elif isinstance(v, list):
+            out[key] = _dump(v)
+        elif isinstance(v, bool):
+            out[key] = "true" if v else "false"
+        elif v is None or v == "":
+            out[key] = None
+        else:
+            out[key] = str(v)
+
+
+def _invalid_json(exc: json.JSONDecodeError, line: int | None = None) -> FileRejected:
+    ln = line or exc.lineno
+    return _reject(
+        "invalid_json",
+        f"JSON tidak valid di baris {ln}, kolom {exc.colno}: {exc.msg}.",
+        f"Invalid JSON at line {ln}, column {exc.colno}: {exc.msg}.",
+    )
+
+
+class _Num(str):
+    """A JSON number kept as written ('1.10', a 16-digit NIK), so nothing is lost to float conversion."""
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_int=_Num, parse_float=_Num, parse_constant=_Num)
+
+
+def _dump(v: Any) -> str:
+    """JSON text of a nested value, numbers as written."""
+    if isinstance(v, _Num):
+        return str.__str__(v)
+    if isinstance(v, dict):
+        return (
+            "{"
+            + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)}: {_dump(x)}" for k, x in v.items())
+            + "}"
+        )
+    if isinstance(v, list):
+        return "[" + ", ".join(_dump(x) for x in v) + "]"
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _read_json(path: Path, options: ReadOptions) -> ReadResult:
+    raw = path.read_bytes()
+    try:
+        encoding = json.detect_encoding(raw)
+        text = raw.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        raise _reject(
+            "unknown_encoding",
+            "JSON harus berpengodean UTF-8.",
+            "JSON must be encoded as UTF-8.",
+        ) from None
+    text = text.lstrip("\ufeff")
+    warnings: list[Bilingual] = []
+    records: list[tuple[int, Any]]
+    try:
+        doc = _loads(text)
+        ndjson = False
+    except json.JSONDecodeError as exc:
+        if exc.msg != "Extra data" or not text.lstrip().startswith("{"):
+            raise _invalid_json(exc) from None
+        ndjson = True
+    except RecursionError:
+        raise _reject(
+            "invalid_json", "JSON terlalu dalam bersarang.", "The JSON is nested too deeply."
+        ) from None
+    if ndjson:
+        records = []
+        for ln, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append((ln, _loads(line)))
+            except json.JSONDecodeError as exc:
+                raise _invalid_json(exc, ln) from None
+            except RecursionError:
+                raise _reject(
+                    "invalid_json", "JSON terlalu dalam bersarang.", "The JSON is nested too deeply."
+                ) from None
+    else:
+        items = _records_of(doc, options, warnings)
+        records = list(enumerate(items, start=1))
+
+    rows: list[dict[str, str | None]] = []
+    keys: dict[str, None] = {}
+    issues: list[dict[str, Any]] = []
+    for n, rec in records:
+        flat: dict[str, str | None] = {}
+        if isinstance(rec, dict):
+            _flatten(rec, "", flat)
+        else:
+            issues.append(
+                _issue(
+                    n,
+                    "read.not_an_object",
+                    _dump(rec)[:200],
+                    "Rekaman ini bukan objek JSON ({...}) sehingga kolomnya tidak dapat dibaca.",
+                    "This record is not a JSON object ({...}), so its fields cannot be read.",
+                )
+            )
+        for k in flat:
+            if k not in keys:
+                keys[k] = None
+                _check_columns(len(keys), options)
+        rows.append(flat)
+    if not records:
+        raise _reject("no_data_rows", "JSON tidak berisi rekaman.", "The JSON holds no records.")
+    names, name_warnings = _make_names(list(keys))
+    warnings += name_warnings
+    columns = {nm: pa.array([r.get(k) for r in rows], pa.string()) for nm, k in zip(names, keys, strict=True)}
+    columns[SOURCE_ROW] = pa.array([n for n, _ in records], pa.int64())
+    table, issue_table = _finish(pa.table(columns), issues, options, warnings, footers=False)
+    return ReadResult(
+        table=table,
+        header=names,
+        header_row=0,
+        format="json",
+        encoding=encoding,
+        row_issues=issue_table,
+        warnings=warnings,
+    )
+
+
+def _records_of(doc: Any, options: ReadOptions, warnings: list[Bilingual]) -> list[Any]:
+    if options.records_path:
+        node = doc
+        for part in options.records_path.split("."):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                node = None
+                break
+        if not isinstance(node, list):
+            raise _reject(
+                "json_records_not_found",
+                f"Tidak ada daftar rekaman di '{options.records_path}' dalam JSON.",
+                f"There is no array of records at '{options.records_path}' in the JSON.",
+            )
+        return node
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict):
+        lists = [k for k, v in doc.items() if isinstance(v, list) and any(isinstance(x, dict) for x in v)]
+        if len(lists) == 1:
+            warnings.append(
+                Bilingual(
+                    f"Rekaman dibaca dari kunci '{lists[0]}'.",
+                    f"Records were read from key '{lists[0]}'.",
+                )
+            )
+            return doc[lists[0]]
+    raise _reject(
+        "json_records_not_found",
+        "JSON harus berupa daftar rekaman ([{...}, {...}]), satu objek per baris, atau objek yang memuat "
+        "satu daftar rekaman.",
+        "The JSON must be an array of records ([{...}, {...}]), one object per line, or an object holding "
+        "one array of records.",
+    )

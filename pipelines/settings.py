@@ -1,0 +1,83 @@
+"""Where things live. Every path the pipeline touches goes through here, so the data root can move."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+PROJECT_DIR = Path(os.environ.get("SDMI_PROJECT_DIR", Path(__file__).resolve().parent.parent))
+SCHEMAS_DIR = PROJECT_DIR / "schemas"
+AGENCIES_DIR = Path(os.environ.get("SDMI_AGENCIES_DIR", SCHEMAS_DIR / "agencies"))
+CODELISTS_DIR = SCHEMAS_DIR / "codelists"
+SQL_DIR = PROJECT_DIR / "sql"
+EXPECTATIONS_DIR = PROJECT_DIR / "expectations"
+
+
+@dataclass(frozen=True)
+class Zones:
+    """The zones of DESIGN.md under one data root (SDMI_HOME)."""
+
+    home: Path
+
+    @classmethod
+    def from_env(cls, home: str | Path | None = None) -> Zones:
+        root = Path(home or os.environ.get("SDMI_HOME", "data")).expanduser().resolve()
+        return cls(root)
+
+    @cached_property
+    def inbox(self) -> Path:
+        return self.home / "inbox"
+
+    @cached_property
+    def raw(self) -> Path:
+        return self.home / "raw"
+
+    @cached_property
+    def state(self) -> Path:
+        return self.home / "state"
+
+    @cached_property
+    def staging(self) -> Path:
+        return self.home / "staging"
+
+    @cached_property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @cached_property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse"
+
+    @cached_property
+    def releases(self) -> Path:
+        return self.warehouse / "releases"
+
+    @cached_property
+    def current(self) -> Path:
+        return self.warehouse / "current"
+
+    @cached_property
+    def analyst_db(self) -> Path:
+        return self.warehouse / "sdmi.duckdb"
+
+    @cached_property
+    def ledger_db(self) -> Path:
+        return self.state / "ledger.sqlite"
+
+    @cached_property
+    def lock_file(self) -> Path:
+        return self.state / "writer.lock"
+
+    def ensure(self) -> Zones:
+        for path in (self.inbox, self.raw, self.state, self.staging, self.reports, self.releases):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def inside(self, path: Path) -> Path:
+        """Refuse any path that would escape the data root (hostile file or agency names)."""
+        resolved = path.resolve()
+        if resolved != self.home and self.home not in resolved.parents:
+            raise ValueError(f"path escapes SDMI_HOME: {path}")
+        return resolved

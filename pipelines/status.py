@@ -1,0 +1,99 @@
+"""`sdmi status` and `sdmi quarantine`: read-only views of the ledger, staging and warehouse."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+from rich.console import Console
+from rich.table import Table
+
+from pipelines import config
+from pipelines.inbox import waiting_files
+from pipelines.ledger import IN_FLIGHT, Ledger
+from pipelines.settings import Zones
+
+STUCK_AFTER = timedelta(minutes=30)
+
+
+def collect(zones: Zones) -> dict:
+    info: dict = {"home": str(zones.home), "files": {}, "stuck": [], "inbox": {}, "release": None, "quarantine": 0}
+    if zones.ledger_db.exists():
+        ledger = Ledger(zones.ledger_db)
+        by = Counter((e.agency, e.status) for e in ledger.files())
+        for (agency, status), n in sorted(by.items()):
+            info["files"].setdefault(agency, {})[status] = n
+        dups = Counter(r["agency"] for r in ledger.receipts() if r["outcome"] == "duplicate")
+        for agency, n in dups.items():
+            info["files"].setdefault(agency, {})["duplicate"] = n
+        now = datetime.now(UTC)
+        for e in ledger.files(status=IN_FLIGHT):
+            info["stuck"].append(
+                {"agency": e.agency, "file": e.file_name, "status": e.status, "attempts": e.attempts,
+                 "since": e.received_at.isoformat(), "old": now - e.received_at > STUCK_AFTER}
+            )  # fmt: skip
+        info["quarantine"] = sum(e.rows_quarantined or 0 for e in ledger.files(status=("processed", "held")))
+        info["last_runs"] = ledger.runs(3)
+    for agency, paths in waiting_files(zones, set(config.agencies())).items():
+        info["inbox"][agency] = len(paths)
+    manifest = zones.current / "manifest.json"
+    if manifest.exists():
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        info["release"] = {
+            "id": data.get("release_id"),
+            "created_at": data.get("created_at"),
+            "counts": data.get("row_counts") or data.get("counts"),
+        }
+    return info
+
+
+def render(info: dict, console: Console) -> None:
+    table = Table(title=f"SDMI status — {info['home']}")
+    statuses = ["processed", "held", "rejected", "duplicate", "claimed", "archived"]
+    table.add_column("agency / instansi")
+    for s in statuses:
+        table.add_column(s, justify="right")
+    for agency, counts in info["files"].items():
+        table.add_row(agency, *[str(counts.get(s, 0)) for s in statuses])
+    console.print(table)
+    rel = info["release"]
+    console.print(f"current release: {rel['id']} at {rel['created_at']}" if rel else "no release published yet")
+    if rel and rel.get("counts"):
+        console.print("  " + ", ".join(f"{k}={v}" for k, v in rel["counts"].items()))
+    console.print(f"rows in quarantine: {info['quarantine']}")
+    waiting = ", ".join(f"{a}: {n}" for a, n in info["inbox"].items()) or "none"
+    console.print(f"waiting in inbox: {waiting}")
+    for s in info["stuck"]:
+        console.print(f"[yellow]in progress{' (stuck?)' if s['old'] else ''}: {s['agency']}/{s['file']} "
+                      f"{s['status']}, attempts {s['attempts']}[/yellow]")  # fmt: skip
+
+
+def quarantine_summary(zones: Zones, agency: str | None = None) -> list[dict]:
+    if not zones.ledger_db.exists():
+        return []
+    ledger = Ledger(zones.ledger_db)
+    entries = [e for e in ledger.files(status=("processed", "held")) if agency in (None, e.agency)]
+    paths = [str(zones.staging / e.batch_id / "issues.parquet") for e in entries]
+    paths = [p for p in paths if os.path.exists(p)]
+    if not paths:
+        return []
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            "SELECT split_part(filename, '/', -2) AS batch, rule_id, count(DISTINCT source_row) AS n "
+            "FROM read_parquet($p, filename = true) WHERE severity = 'critical' GROUP BY ALL",
+            {"p": paths},
+        ).fetchall()
+    finally:
+        con.close()
+    agency_of = {e.batch_id: e.agency for e in entries}
+    out: dict[tuple[str, str], dict] = {}
+    for batch, rule, n in rows:
+        key = (agency_of.get(batch, "?"), rule)
+        slot = out.setdefault(key, {"agency": key[0], "rule_id": rule, "rows": 0, "files": 0})
+        slot["rows"] += n
+        slot["files"] += 1
+    return sorted(out.values(), key=lambda r: (r["agency"], -r["rows"]))

@@ -1,0 +1,471 @@
+"""The agency feedback report: what the officer reads, and the rejected-rows files they fix and send back.
+
+Every test writes real files into a temp folder and reads them back (html.parser, csv, openpyxl).
+All data is synthetic.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import openpyxl
+import pyarrow as pa
+import pytest
+
+from pipelines.problems import ISSUE_SCHEMA, Bilingual
+from pipelines.report import (
+    CSV_NAME,
+    HTML_NAME,
+    REASON_COLUMN,
+    ROW_COLUMN,
+    XLSX_NAME,
+    FileReport,
+    compress_rows,
+    report_dir,
+    write_index,
+    write_report,
+)
+
+HEADER = ["No Reg", "NIK", "Nama PMI", "Negara Tujuan", "Tgl Berangkat"]
+IDENTIFIER_COLUMNS = {"NIK", "Nama PMI"}
+SECRET_NIK = "3201234567890123"
+HINTS = {
+    "departure_date.range": Bilingual("Periksa tahun keberangkatan.", "Check the departure year."),
+    "nik.format": Bilingual("Periksa NIK pada KTP.", "Check the NIK on the identity card."),
+}
+
+
+def make_rows(n: int = 50, first_row: int = 2, **overrides: dict[int, str]) -> pa.Table:
+    """n synthetic rows as the reader gives them: every cell text, the agency's headers, plus `_source_row`."""
+    cols: dict[str, list[str]] = {
+        "No Reg": [f"REG-{i}" for i in range(n)],
+        "NIK": [f"32010101019{i:05d}" for i in range(n)],
+        "Nama PMI": [f"Pekerja Uji {i}" for i in range(n)],
+        "Negara Tujuan": ["Hong Kong"] * n,
+        "Tgl Berangkat": ["17/08/2024"] * n,
+    }
+    rows = list(range(first_row, first_row + n))
+    for column, by_row in overrides.items():
+        name = column.replace("_", " ")
+        for row, value in by_row.items():
+            cols[name][rows.index(row)] = value
+    return pa.table({**cols, "_source_row": rows})
+
+
+def issue(row: int | None, rule: str, field: str, value: str | None, severity: str = "critical") -> dict:
+    messages = {
+        "departure_date.range": ("Tanggal keberangkatan di masa depan.", "Departure date is in the future."),
+        "nik.format": ("NIK harus 16 digit angka.", "The NIK must be 16 digits."),
+        "destination_country.required": ("Negara tujuan tidak dikenal.", "Destination country is unknown."),
+        "contract_months.range": ("Lama kontrak di luar 1-60 bulan.", "Contract length outside 1-60 months."),
+    }
+    mid, men = messages.get(rule, (f"Aturan {rule} dilanggar.", f"Rule {rule} broken."))
+    return {
+        "source_row": row,
+        "rule_id": rule,
+        "severity": severity,
+        "field": field,
+        "value": value,
+        "message_id": mid,
+        "message_en": men,
+    }
+
+
+def make_issues(*items: dict) -> pa.Table:
+    return pa.Table.from_pylist(list(items), schema=ISSUE_SCHEMA)
+
+
+def make_report(**kw: object) -> FileReport:
+    base: dict[str, object] = {
+        "agency": "bp2mi",
+        "agency_name": "Badan Pelindungan Pekerja Migran Indonesia",
+        "file_name": "penempatan agustus.xlsx",
+        "sha256": "a1" * 32,
+        "received_at": datetime(2024, 8, 20, 20, 30, tzinfo=UTC),
+        "status": "processed",
+        "rows_read": 50,
+        "rows_accepted": 45,
+        "rows_quarantined": 5,
+        "rows_warned": 3,
+    }
+    base.update(kw)
+    return FileReport(**base)  # type: ignore[arg-type]
+
+
+class Page(HTMLParser):
+    """Visible text, every attribute, and tag names of a written page."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text_parts: list[str] = []
+        self.attrs: list[tuple[str, str, str]] = []
+        self.tags: list[str] = []
+        self.by_id: dict[str, str] = {}
+        self._current_id: str | None = None
+        self._in_style = False
+        self.style = ""
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self._in_style = tag == "style"
+        for name, value in attrs:
+            self.attrs.append((tag, name, value or ""))
+            if name == "id":
+                self._current_id = value
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+        self._current_id = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.style += data
+            return
+        self.text_parts.append(data)
+        if self._current_id:
+            self.by_id[self._current_id] = self.by_id.get(self._current_id, "") + data
+
+    @property
+    def text(self) -> str:
+        return " ".join(" ".join(self.text_parts).split())
+
+
+def written(tmp_path: Path, report: FileReport, issues: pa.Table | None, rows: pa.Table | None, **kw) -> Path:
+    paths = write_report(tmp_path / "reports", report, issues, rows, kw.pop("ids", IDENTIFIER_COLUMNS), HINTS, **kw)
+    html = next(p for p in paths if p.name == HTML_NAME)
+    assert html.parent == report_dir(tmp_path / "reports", report)
+    return html.parent
+
+
+def page(folder: Path) -> Page:
+    return Page((folder / HTML_NAME).read_text(encoding="utf-8"))
+
+
+def read_csv(folder: Path) -> list[list[str]]:
+    with (folder / CSV_NAME).open(encoding="utf-8-sig", newline="") as fh:
+        return list(csv.reader(fh))
+
+
+@pytest.fixture
+def partly_accepted(tmp_path: Path) -> Path:
+    rows = make_rows(50, Negara_Tujuan={40: "Atlantis"}, Tgl_Berangkat={12: "17/08/2099", 13: "17/08/2099"})
+    issues = make_issues(
+        *(issue(r, "departure_date.range", "departure_date", "2099-08-17") for r in (12, 13, 14, 15, 40)),
+        issue(40, "destination_country.required", "destination_country", "Atlantis"),
+        *(issue(r, "contract_months.range", "contract_months", "72", "warning") for r in (20, 21, 30)),
+    )
+    return written(tmp_path, make_report(), issues, rows)
+
+
+# ---------------------------------------------------------------------------------------------- the page
+
+
+def test_counts_read_accepted_quarantined_and_warned_are_shown(partly_accepted: Path) -> None:
+    p = page(partly_accepted)
+    assert p.by_id == {"rows-read": "50", "rows-accepted": "45", "rows-quarantined": "5", "rows-warned": "3"}
+    assert "Baris dibaca" in p.text and "Rows read" in p.text
+    assert "Diterima dengan peringatan" in p.text and "Accepted with warnings" in p.text
+
+
+def test_status_is_given_in_large_friendly_words_indonesian_first(partly_accepted: Path) -> None:
+    text = page(partly_accepted).text
+    assert "Diterima sebagian Partly accepted" in text
+    assert text.index("Diterima sebagian") < text.index("Partly accepted")
+
+
+def test_large_counts_are_grouped_so_neither_language_misreads_them(tmp_path: Path) -> None:
+    folder = written(tmp_path, make_report(rows_read=1234567, rows_accepted=1234567, rows_quarantined=0), None, None)
+    assert page(folder).by_id["rows-read"] == "1\u202f234\u202f567"
+
+
+def test_problems_are_grouped_by_rule_with_compressed_row_numbers(partly_accepted: Path) -> None:
+    text = page(partly_accepted).text
+    assert text.count("departure_date.range") == 1
+    assert "Tanggal keberangkatan di masa depan." in text and "Departure date is in the future." in text
+    assert "12-15, 40" in text
+    assert "Periksa tahun keberangkatan." in text and "Check the departure year." in text
+
+
+def test_critical_rules_come_before_warnings(partly_accepted: Path) -> None:
+    text = page(partly_accepted).text
+    assert text.index("departure_date.range") < text.index("contract_months.range")
+    assert "Peringatan (baris tetap diterima)" in text
+
+
+def test_example_values_are_shown_for_non_identifier_fields(partly_accepted: Path) -> None:
+    text = page(partly_accepted).text
+    assert "2099-08-17 × 5" in text
+    assert "Atlantis" in text
+
+
+def test_long_row_lists_are_capped_with_and_n_more(tmp_path: Path) -> None:
+    odd_rows = list(range(3, 403, 2))  # 200 rows, none adjacent: 200 segments
+    issues = make_issues(*(issue(r, "departure_date.range", "departure_date", "2099-01-01") for r in odd_rows))
+    folder = written(tmp_path, make_report(rows_read=500, rows_quarantined=200), issues, make_rows(500))
+    text = page(folder).text
+    assert "3, 5, 7" in text and ", 101 " in text and "103," not in text
+    assert "dan 150 baris lainnya / and 150 more" in text
+
+
+def test_compress_rows_joins_consecutive_numbers_and_counts_what_it_leaves_out() -> None:
+    assert compress_rows([40, 12, 13, 14, 15, 15]) == ("12-15, 40", 0)
+    assert compress_rows([]) == ("", 0)
+    assert compress_rows([1, 2, 3, 10, 20, 21], limit=2) == ("1-3, 10", 2)
+
+
+def test_identifier_values_never_appear_in_index_html_even_when_passed_in_issues(tmp_path: Path) -> None:
+    rows = make_rows(10, NIK={5: SECRET_NIK + "9"}, Nama_PMI={6: "Rahasia Binti Contoh"})
+    issues = make_issues(
+        issue(5, "nik.format", "nik", SECRET_NIK + "9"),  # the pipeline should have masked it; it did not
+        issue(6, "full_name.required", "full_name", "Rahasia Binti Contoh"),
+        issue(7, "birth_date.format", "birth_date", "31/02/1990"),
+        issue(8, "passport.format", "passport_number", "X1234567"),
+        issue(9, "nik.format", "NIK", "3201999"),  # the agency's own column name as field
+    )
+    html = (written(tmp_path, make_report(rows_read=10), issues, rows) / HTML_NAME).read_text(encoding="utf-8")
+    for secret in (SECRET_NIK, "Rahasia", "31/02/1990", "X1234567", "3201999"):
+        assert secret not in html
+    assert "Tidak ditampilkan: data pribadi" in html
+
+
+def test_identifier_quoted_in_a_message_or_misfiled_value_is_masked(tmp_path: Path) -> None:
+    rows = make_rows(5, Nama_PMI={3: "Siti Rahmawati"})
+    leaky = issue(3, "sex.required", "sex", "Siti Rahmawati")  # a misaligned column: 'sex' holds a name
+    leaky["message_id"] = f"NIK {SECRET_NIK} tidak cocok."
+    leaky["message_en"] = f"NIK {SECRET_NIK} does not match."
+    html = (written(tmp_path, make_report(rows_read=5), make_issues(leaky), rows) / HTML_NAME).read_text("utf-8")
+    assert SECRET_NIK not in html
+    assert "Siti Rahmawati" not in html
+    assert "NIK ••• tidak cocok." in html
+
+
+def test_file_name_and_values_are_html_escaped(tmp_path: Path) -> None:
+    name = 'data <script>alert("x")</script> & "agustus".csv'
+    rows = make_rows(5, Negara_Tujuan={3: "<script>alert(1)</script>"})
+    issues = make_issues(issue(3, "destination_country.required", "destination_country", "<img src=x onerror=1>"))
+    folder = written(tmp_path, make_report(file_name=name, rows_read=5), issues, rows)
+    html = (folder / HTML_NAME).read_text(encoding="utf-8")
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;script&gt;" in html and "&lt;img src=x onerror=1&gt;" in html
+    p = Page(html)
+    assert name in p.text
+    assert "script" not in p.tags and "img" not in p.tags
+
+
+def test_page_loads_no_external_resources(partly_accepted: Path) -> None:
+    p = page(partly_accepted)
+    assert not {"script", "link", "img", "iframe", "object", "embed"} & set(p.tags)
+    for tag, attr, value in p.attrs:
+        if attr in {"src", "href", "srcset", "action", "data"}:
+            assert not value.lower().startswith(("http", "//", "data:", "javascript:")), (tag, attr, value)
+    assert "@import" not in p.style and "url(" not in p.style and "http" not in p.style
+
+
+def test_page_prints_well_and_declares_indonesian(partly_accepted: Path) -> None:
+    html = (partly_accepted / HTML_NAME).read_text(encoding="utf-8")
+    assert "@media print" in html and "break-inside: avoid" in html
+    assert '<html lang="id">' in html and 'lang="en"' in html
+
+
+def test_received_time_is_shown_in_utc_and_wib(partly_accepted: Path) -> None:
+    text = page(partly_accepted).text
+    assert "21 Agustus 2024 pukul 03.30 WIB" in text  # 20:30 UTC is the next morning in Jakarta
+    assert "20 August 2024, 20:30 UTC" in text
+
+
+def test_non_latin_file_name_is_shown_as_dropped(tmp_path: Path) -> None:
+    name = "data TKI 2024 — تقرير 報告.csv"
+    folder = written(tmp_path, make_report(file_name=name, rows_quarantined=0), None, None)
+    assert name in page(folder).text
+
+
+def test_report_folder_stays_inside_the_agency_folder_whatever_the_file_name(tmp_path: Path) -> None:
+    report = make_report(file_name="../../etc/passwd\\..\\x.csv", agency="../bp2mi")
+    folder = written(tmp_path, report, None, None)
+    agency_dir = folder.parent
+    assert agency_dir.parent == tmp_path / "reports"
+    assert ".." not in folder.name and "/" not in folder.name and "\\" not in folder.name
+
+
+def test_personal_data_note_is_shown_with_the_rejected_rows_links(partly_accepted: Path) -> None:
+    p = page(partly_accepted)
+    assert "Data pribadi — terbatas." in p.text and "Personal data — restricted." in p.text
+    hrefs = {v for t, a, v in p.attrs if a == "href"}
+    assert {CSV_NAME, XLSX_NAME} <= hrefs
+
+
+def test_field_names_can_be_shown_as_the_agency_column(tmp_path: Path) -> None:
+    issues = make_issues(issue(3, "departure_date.range", "departure_date", "2099-01-01"))
+    folder = written(
+        tmp_path, make_report(), issues, make_rows(5), field_columns={"departure_date": "Tgl Berangkat"}
+    )
+    assert "Tgl Berangkat" in page(folder).text
+
+
+# ---------------------------------------------------------------------------------------------- rejected rows
+
+
+def test_rejected_rows_header_is_the_agency_header_plus_reason_columns(partly_accepted: Path) -> None:
+    assert read_csv(partly_accepted)[0] == [*HEADER, REASON_COLUMN, ROW_COLUMN]
+    ws = openpyxl.load_workbook(partly_accepted / XLSX_NAME).active
+    assert [c.value for c in ws[1]] == [*HEADER, REASON_COLUMN, ROW_COLUMN]
+
+
+def test_rejected_rows_are_the_quarantined_rows_in_source_order_with_all_their_reasons(
+    partly_accepted: Path,
+) -> None:
+    body = read_csv(partly_accepted)[1:]
+    assert [r[-1] for r in body] == ["12", "13", "14", "15", "40"]  # warning-only rows 20, 21, 30 stay accepted
+    row40 = body[-1]
+    assert row40[:5] == ["REG-38", "32010101019" + "00038", "Pekerja Uji 38", "Atlantis", "17/08/2024"]
+    assert row40[5] == (
+        "Tanggal keberangkatan di masa depan. / Departure date is in the future. | "
+        "Negara tujuan tidak dikenal. / Destination country is unknown."
+    )
+
+
+def test_rejected_rows_reason_lists_critical_problems_before_warnings(tmp_path: Path) -> None:
+    issues = make_issues(
+        issue(4, "contract_months.range", "contract_months", "72", "warning"),
+        issue(4, "nik.format", "nik", "***"),
+    )
+    body = read_csv(written(tmp_path, make_report(), issues, make_rows(5)))[1:]
+    assert body[0][5].startswith("NIK harus 16 digit angka.") and "Lama kontrak" in body[0][5]
+
+
+def test_csv_starts_with_a_utf8_bom_for_excel(partly_accepted: Path) -> None:
+    assert (partly_accepted / CSV_NAME).read_bytes().startswith(b"\xef\xbb\xbfNo Reg,")
+
+
+@pytest.mark.parametrize("dangerous", ["=HYPERLINK(\"http://x\",\"y\")", "+1+2", "-5", "@SUM(A1)", "\tx", "\rx"])
+def test_formula_cells_are_neutralised_in_csv(tmp_path: Path, dangerous: str) -> None:
+    rows = make_rows(3, Negara_Tujuan={3: dangerous})
+    folder = written(tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows)
+    assert read_csv(folder)[1][3] == "'" + dangerous
+
+
+@pytest.mark.parametrize("dangerous", ["=1+1", "=HYPERLINK(\"http://x\")", "+1", "-5", "@A1", "\t=1"])
+def test_formula_cells_are_text_cells_with_a_quote_in_xlsx(tmp_path: Path, dangerous: str) -> None:
+    rows = make_rows(3, Negara_Tujuan={3: dangerous})
+    folder = written(tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows)
+    cell = openpyxl.load_workbook(folder / XLSX_NAME).active.cell(row=2, column=4)
+    assert cell.data_type == "s"
+    assert cell.value == "'" + dangerous
+
+
+def test_every_xlsx_cell_is_text_so_a_nik_keeps_its_digits(partly_accepted: Path) -> None:
+    ws = openpyxl.load_workbook(partly_accepted / XLSX_NAME).active
+    cells = [c for row in ws.iter_rows() for c in row]
+    assert all(c.data_type == "s" and c.number_format == "@" for c in cells)
+    assert ws.cell(row=2, column=2).value == "32010101019" + "00010"
+
+
+def test_control_characters_do_not_break_the_xlsx(tmp_path: Path) -> None:
+    rows = make_rows(3, Negara_Tujuan={3: "Hong\x00Kong\x1b"})
+    folder = written(tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows)
+    assert openpyxl.load_workbook(folder / XLSX_NAME).active.cell(row=2, column=4).value == "Hong\ufffdKong\ufffd"
+
+
+def test_a_corrected_rejected_rows_file_sent_back_gets_fresh_reason_columns(tmp_path: Path) -> None:
+    rows = make_rows(3).append_column(REASON_COLUMN, pa.array(["old"] * 3)).append_column(
+        ROW_COLUMN, pa.array(["9"] * 3)
+    )
+    rows = rows.select([*HEADER, REASON_COLUMN, ROW_COLUMN, "_source_row"])
+    folder = written(tmp_path, make_report(), make_issues(issue(2, "nik.format", "nik", "***")), rows)
+    table = read_csv(folder)
+    assert table[0] == [*HEADER, REASON_COLUMN, ROW_COLUMN]
+    assert table[1][-2:] == ["NIK harus 16 digit angka. / The NIK must be 16 digits.", "2"]
+
+
+def test_no_rejected_rows_files_when_nothing_is_quarantined_and_the_page_says_so(tmp_path: Path) -> None:
+    issues = make_issues(issue(3, "contract_months.range", "contract_months", "72", "warning"))
+    report = make_report(rows_read=5, rows_accepted=5, rows_quarantined=0, rows_warned=1)
+    folder = written(tmp_path, report, issues, make_rows(5))
+    assert not (folder / CSV_NAME).exists() and not (folder / XLSX_NAME).exists()
+    text = page(folder).text
+    assert "Tidak ada baris yang ditolak" in text and "No rows were rejected" in text
+    assert CSV_NAME not in {v for _, a, v in page(folder).attrs if a == "href"}
+
+
+def test_rerun_without_quarantined_rows_removes_stale_rejected_rows_files(partly_accepted: Path, tmp_path: Path) -> None:
+    assert (partly_accepted / CSV_NAME).exists()
+    folder = written(tmp_path, make_report(rows_quarantined=0, rows_accepted=50), None, make_rows(50))
+    assert folder == partly_accepted
+    assert not (folder / CSV_NAME).exists() and not (folder / XLSX_NAME).exists()
+
+
+# ---------------------------------------------------------------------------------------------- whole-file outcomes
+
+
+def test_duplicate_report_without_rows_names_the_first_file_and_writes_no_rejected_rows(tmp_path: Path) -> None:
+    report = make_report(
+        status="duplicate",
+        file_name="salinan <b>data</b>.xlsx",
+        rows_read=0,
+        rows_accepted=0,
+        rows_quarantined=0,
+        rows_warned=0,
+        reason=Bilingual("Isi berkas sama dengan berkas sebelumnya.", "Same content as an earlier file."),
+        duplicate_of="penempatan agustus.xlsx",
+    )
+    paths = write_report(tmp_path / "reports", report, None, None, set(), {})
+    folder = paths[0].parent
+    assert {p.name for p in paths} == {HTML_NAME, "report.json"}
+    text = page(folder).text
+    assert "Sudah pernah diterima Already received" in text
+    assert "Same content as an earlier file." in text and "penempatan agustus.xlsx" in text
+    assert "rows-read" not in page(folder).by_id
+
+
+def test_rejected_report_gives_the_reason_up_front(tmp_path: Path) -> None:
+    report = make_report(
+        status="rejected",
+        rows_read=0,
+        rows_accepted=0,
+        rows_quarantined=0,
+        rows_warned=0,
+        reason=Bilingual("Kolom wajib tidak ditemukan: NIK.", "Required column not found: NIK."),
+    )
+    folder = written(tmp_path, report, None, None)
+    text = page(folder).text
+    assert text.index("Ditolak") < text.index("Kolom wajib tidak ditemukan: NIK.") < text.index("Required column")
+    assert not (folder / CSV_NAME).exists()
+
+
+def test_file_level_warnings_are_listed_in_both_languages(tmp_path: Path) -> None:
+    warnings = [Bilingual("2 baris catatan kaki diabaikan.", "2 footer rows dropped.")]
+    folder = written(tmp_path, make_report(warnings=warnings, rows_quarantined=0), None, None)
+    text = page(folder).text
+    assert "2 baris catatan kaki diabaikan." in text and "2 footer rows dropped." in text
+
+
+def test_an_unknown_status_is_refused() -> None:
+    with pytest.raises(ValueError, match="status"):
+        make_report(status="done")
+
+
+def test_report_json_holds_the_facts_but_no_row_data(partly_accepted: Path) -> None:
+    facts = json.loads((partly_accepted / "report.json").read_text(encoding="utf-8"))
+    assert facts["rows_quarantined"] == 5 and facts["status"] == "processed"
+    assert "32010101019" not in json.dumps(facts) and "Pekerja Uji" not in json.dumps(facts)
+
+
+# ---------------------------------------------------------------------------------------------- agency index
+
+
+def test_agency_index_lists_reports_newest_first(tmp_path: Path) -> None:
+    root = tmp_path / "reports"
+    for day, name in [(1, "pertama.csv"), (3, "ketiga.csv"), (2, "kedua <i>.csv")]:
+        report = make_report(file_name=name, sha256=f"{day:02d}" * 32, received_at=datetime(2024, 9, day, tzinfo=UTC))
+        write_report(root, report, None, None, set(), {})
+    (path,) = write_index(root)
+    assert path == root / "bp2mi" / HTML_NAME
+    p = Page(path.read_text(encoding="utf-8"))
+    assert p.text.index("ketiga.csv") < p.text.index("kedua <i>.csv") < p.text.index("pertama.csv")
+    links = [v for t, a, v in p.attrs if t == "a" and a == "href"]
+    assert len(links) == 3 and all(v.endswith("/index.html") and not v.startswith("http") for v in links)
