@@ -286,6 +286,152 @@ def replay(
     raise typer.Exit(summary["exit_code"])
 
 
+@app.command()
+def serve(
+    home: Home = None,
+    key_file: KeyFile = None,
+    interval: Annotated[float, typer.Option(help="seconds between passes over the inbox")] = 60,
+    publish_cron: Annotated[
+        str | None, typer.Option(help="cron schedule of publishing, e.g. '0 * * * *'")
+    ] = None,
+    publish_interval: Annotated[
+        float, typer.Option(help="seconds between publish checks (publishes only when something changed)")
+    ] = 3600,
+    stable_seconds: Annotated[float | None, typer.Option(help="seconds a file must be unchanged")] = None,
+    server_port: Annotated[
+        int | None, typer.Option(help="port of the Prefect server started when PREFECT_API_URL is unset")
+    ] = None,
+) -> None:
+    """Prefect deployments: poll the inbox every --interval, publish on a schedule; Ctrl-C stops."""
+    from pipelines import keys
+    from pipelines import serve as serving
+
+    zones = _zones(home).ensure()
+    key_path = keys.resolve_key_path(key_file)
+    keys.load_secret(key_path)  # refuse to start without a sound key (exit 3)
+    assert key_path is not None
+    if publish_cron:
+        from croniter import croniter
+
+        if not croniter.is_valid(publish_cron):
+            _fail(f"not a valid cron expression: {publish_cron!r}")
+
+    def ready(api_url: str) -> None:
+        print(f"sdmi: serving {zones.home} (inbox every {interval:g} s, Prefect API {api_url}); "
+              "Ctrl-C or SIGTERM stops", flush=True)  # fmt: skip
+
+    serving.serve(
+        zones.home,
+        key_path,
+        interval,
+        publish_cron,
+        publish_interval,
+        stable_seconds,
+        server_port,
+        on_ready=ready,
+    )
+    print("sdmi: stopped", flush=True)
+
+
+@agency_app.command("check")
+def agency_check(
+    file: Annotated[Path, typer.Argument(help="a sample file from the agency", exists=True, dir_okay=False)],
+    agency: Annotated[str, typer.Option("--agency", help="agency code (its schemas/agencies/<code>.yaml)")],
+    mapping_file: Annotated[
+        Path | None, typer.Option("--mapping", help="try this YAML instead of the onboarded one (a draft)")
+    ] = None,
+    rows: Annotated[int, typer.Option(help="rows to show after mapping (identifiers masked)")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Dry run: how FILE maps and what it would raise. Writes nothing. Exit 1 if rows would fail."""
+    from pipelines import config, onboarding
+
+    cfg = config.load_agency_file(mapping_file) if mapping_file else config.agency(agency)
+    if cfg.agency != agency:
+        _fail(f"{mapping_file} is the mapping of {cfg.agency!r}, not {agency!r}")
+    result = onboarding.check(file, cfg, preview_rows=rows)
+    if as_json:
+        print(json.dumps(result.as_dict(), default=str))
+        raise typer.Exit(result.exit_code)
+    _render_check(result)
+    raise typer.Exit(result.exit_code)
+
+
+def _render_check(result: object) -> None:
+    from rich.table import Table
+
+    from pipelines.onboarding import CheckReport
+
+    assert isinstance(result, CheckReport)
+    c = console
+    c.print(f"[bold]{result.file}[/bold] as agency {result.agency}")
+    if result.rejected:
+        c.print(f"[red]the file would be REJECTED ({result.rejected}): {result.rejected_reason}[/red]")
+        return
+    c.print(
+        f"  read as {result.format}, encoding {result.encoding}, delimiter {result.delimiter!r}, "
+        f"header on row {result.header_row}"
+    )
+    c.print("[bold]columns matched[/bold] (field <- header):")
+    for name, header in result.matched.items():
+        c.print(f"  {name:<24} <- {header}")
+    c.print(f"[bold]file columns not used:[/bold] {', '.join(result.unmatched_headers) or 'none'}")
+    c.print(f"[bold]fields this file does not provide:[/bold] {', '.join(result.unmapped_fields) or 'none'}")
+    if result.preview:
+        table = Table(title="first rows after mapping, one column per row (identifiers masked)")
+        table.add_column("field")
+        for i in range(len(result.preview)):
+            table.add_column(str(i + 1), overflow="fold")
+        for name in result.preview[0]:
+            table.add_row(name, *["" if row[name] is None else str(row[name]) for row in result.preview])
+        c.print(table)
+    c.print(
+        f"rows: read {result.rows_read}, would be accepted {result.rows_accepted}, "
+        f"quarantined {result.rows_quarantined} (accepted with warnings {result.rows_warned})"
+    )
+    if result.rules:
+        table = Table(title="problems by rule")
+        for col in ("rule", "severity", "field", "rows", "message"):
+            table.add_column(col, overflow="fold")
+        for r in result.rules:
+            table.add_row(r.rule_id, r.severity, r.field or "", str(r.rows), r.message_en)
+        c.print(table)
+    else:
+        c.print("no problems found")
+    for w in result.warnings:
+        c.print(f"[yellow]warning: {w}[/yellow]")
+
+
+@agency_app.command("new")
+def agency_new(
+    code: Annotated[str, typer.Argument(help="the new agency's code: lower-case letters, digits, _")],
+    from_file: Annotated[
+        Path, typer.Option("--from", help="a sample file from the agency", exists=True, dir_okay=False)
+    ],
+    stdout: Annotated[bool, typer.Option("--stdout", help="print the draft instead of writing it")] = False,
+    force: Annotated[bool, typer.Option(help="overwrite an existing schemas/agencies/<code>.yaml")] = False,
+) -> None:
+    """Draft schemas/agencies/CODE.yaml from a sample file's headers, with # TODO where it cannot decide."""
+    from pipelines import onboarding, settings
+
+    try:
+        result = onboarding.draft(code, from_file)
+    except ValueError as exc:
+        _fail(str(exc))
+    if stdout:
+        print(result.text, end="")
+        return
+    try:
+        target = onboarding.write_draft(result, settings.AGENCIES_DIR, overwrite=force)
+    except FileExistsError as exc:
+        _fail(str(exc))
+    todo = ", ".join(result.todo_required) or "none"
+    err.print(
+        f"wrote {target}: {len(result.matched)} field(s) matched, {len(result.unmatched_headers)} column(s) "
+        f"unused, required fields still TODO: {todo}"
+    )
+
+
 @schema_app.command("generate")
 def schema_generate(check: Annotated[bool, typer.Option(help="only check, exit 1 on drift")] = False) -> None:
     """Rewrite everything derived from schemas/placement.yaml (GX suite, DDL, data dictionary)."""

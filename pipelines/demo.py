@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -534,8 +535,8 @@ class DemoTruth:
     rows_by_file: dict[str, int] = field(default_factory=dict)  # "<agency>/<file>" -> data rows
     header_rows: dict[str, int] = field(default_factory=dict)  # "<agency>/<file>" -> header row (1-based)
 
-    def to_json(self, path: Path, include_identifiers: bool = True) -> None:
-        """Write the truth; identifiers are synthetic but still kept out unless asked for."""
+    def to_json(self, path: Path, include_identifiers: bool = False) -> None:
+        """Write the truth; identifiers are synthetic but look real, so they are left out unless asked for."""
         doc = {
             "seed": self.seed,
             "rows": self.rows,
@@ -628,7 +629,7 @@ class _Population:
     edu: np.ndarray
     marital: np.ndarray
     contract: np.ndarray
-    p3mi: np.ndarray  # index into P3MI_NAMES, -1 none
+    p3mi: np.ndarray  # index into P3MI_NAMES; -1 none (G to G, mandiri); -2 the reporting P3MI (MITRA)
     nik: np.ndarray  # int64
     passport: pa.Array
     name: pa.Array
@@ -1087,7 +1088,13 @@ def _fixed_zip(data: bytes) -> bytes:
         for item in src.infolist():
             info = zipfile.ZipInfo(item.filename, date_time=FIXED_TIME.timetuple()[:6])
             info.compress_type = zipfile.ZIP_DEFLATED
-            dst.writestr(info, src.read(item.filename))
+            content = src.read(item.filename)
+            if item.filename == "docProps/core.xml":  # openpyxl stamps 'modified' with the time of saving
+                stamp = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+                content = re.sub(
+                    rb"(<dcterms:modified[^>]*>)[^<]*(<)", rb"\g<1>" + stamp + rb"\g<2>", content
+                )
+            dst.writestr(info, content)
     return out.getvalue()
 
 

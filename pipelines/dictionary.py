@@ -81,8 +81,8 @@ def placement_columns(schema: PlacementSchema | None = None) -> list[Col]:
         for f in schema.published_fields()
         if f.origin != "lineage" and f.name not in {"quality_flags", "source_record_id"}
     ]
-    cols = [Col("placement_id", "VARCHAR", "Kunci penempatan (hash dari kunci catatan anggotanya).",
-                "Placement key (hash of its member record keys).")]
+    cols = [Col("placement_id", "VARCHAR", "Kunci penempatan: MD5 dari kunci catatan anggotanya (urut, dipisah '|').",
+                "Placement key: MD5 of its member record keys (sorted, joined by '|').")]
     cols += [Col(f.name, f.sql_type, f.description.id, f.description.en) for f in keep]
     cols += [
         *_PARTITION_COLS,
@@ -176,8 +176,8 @@ def records_ddl(schema: PlacementSchema | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comment_statements(table: Table) -> list[str]:
-    out = [f"COMMENT ON TABLE {table.name} IS {_q(bilingual(table.id, table.en))}"]
+def comment_statements(table: Table, kind: str = "TABLE") -> list[str]:
+    out = [f"COMMENT ON {kind} {table.name} IS {_q(bilingual(table.id, table.en))}"]
     out += [f"COMMENT ON COLUMN {table.name}.{c.name} IS {_q(bilingual(c.id, c.en))}" for c in table.columns]
     return out
 

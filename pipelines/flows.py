@@ -168,9 +168,8 @@ def _duplicate_report(zones: Zones, agency: str, name: str, claim: inbox.Claim) 
 
     first = claim.entry
     assert first is not None
-    folder = zones.reports / agency / inbox.report_folder_name(name, first.sha256 + "-dup")
     report.write_report(
-        folder,
+        zones.reports,
         report.FileReport(
             agency=agency,
             agency_name=config.agency(agency).name,

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines import faults
 from pipelines.config import AGENCY_CODE
 from pipelines.ledger import IN_FLIGHT, FileEntry, Ledger
 from pipelines.settings import Zones
@@ -84,6 +85,7 @@ def _archive(source: Path, target: Path) -> None:
         dst.flush()
         os.fsync(dst.fileno())
     os.chmod(tmp, 0o440)
+    faults.point("inbox.mid_archive")
     os.replace(tmp, target)
 
 
@@ -104,11 +106,13 @@ def claim(zones: Zones, ledger: Ledger, agency: str, path: Path) -> Claim:
     else:
         kind = "new"
     target = raw_path(zones, agency, digest, path.name)
+    faults.point("inbox.after_claim")
     _archive(path, target)
     if sha256_file(target) != digest:
         target.unlink()
         raise OSError(f"archived copy of {digest[:12]} does not match its hash")
     ledger.mark_archived(digest, str(target.relative_to(zones.home)))
+    faults.point("inbox.after_archive")
     path.unlink(missing_ok=True)
     return Claim(kind, path, agency, ledger.get(digest))
 
@@ -127,12 +131,3 @@ def recover(zones: Zones, ledger: Ledger) -> list[FileEntry]:
     for tmp in zones.raw.glob("*/*/.tmp-*"):
         tmp.unlink(missing_ok=True)
     return pending
-
-
-_UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
-
-
-def report_folder_name(file_name: str, sha256: str) -> str:
-    """A safe, unique folder name for a file's report: hostile or case-only-different names cannot collide."""
-    stem = _UNSAFE.sub("_", file_name).strip("._")[:80] or "file"
-    return f"{stem}__{sha256[:10]}"

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipelines import faults
+
 FINAL = ("processed", "held", "rejected")
 IN_FLIGHT = ("claimed", "archived")
 
@@ -102,6 +104,7 @@ class Ledger:
             con.execute("BEGIN IMMEDIATE")
             try:
                 yield con
+                faults.point("ledger.commit")
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

@@ -12,8 +12,8 @@ from datetime import date
 
 import pyarrow as pa
 
+from pipelines import faults, mapping, readers, stage, validate
 from pipelines import harmonise as harmonise_stage
-from pipelines import mapping, readers, stage, validate
 from pipelines.config import AgencyConfig
 from pipelines.keys import WorkerKeySecret
 from pipelines.ledger import FileEntry, Ledger
@@ -70,7 +70,6 @@ def process_file(
 
     ledger.start_attempt(entry.sha256)
     raw = zones.home / entry.raw_path
-    report_dir = zones.reports / entry.agency / _report_name(entry)
     file_report = dict(
         agency=entry.agency,
         agency_name=cfg.name,
@@ -79,8 +78,9 @@ def process_file(
         received_at=entry.received_at,
     )
     try:
-        read = readers.read_file(raw, cfg.read, mapping.expected_headers(cfg))
+        read = _read(raw, cfg)
         lap("read")
+        faults.point("process.after_read")
         mapped = mapping.map_batch(read, cfg, schema)
         lap("map")
     except FileRejected as rejected:
@@ -96,7 +96,7 @@ def process_file(
             reason_en=rejected.message.en,
         )
         report.write_report(
-            report_dir,
+            zones.reports,
             report.FileReport(
                 **file_report, status="rejected", rows_read=0, rows_accepted=0, rows_quarantined=0,
                 rows_warned=0, reason=rejected.message, warnings=[], duplicate_of=None,
@@ -117,6 +117,7 @@ def process_file(
         schema=schema,
     )
     lap("harmonise")
+    faults.point("process.after_harmonise")
     gx_issues = validate.validate(harmonised.table, cfg, run_date=run_date, schema=schema)
     lap("validate")
     issues = pa.concat_tables([_row_issues_masked(read.row_issues), harmonised.issues, gx_issues])
@@ -147,6 +148,7 @@ def process_file(
         },
     )
     lap("stage")
+    faults.point("process.after_staging")
     hints = {k: Bilingual(*v) for k, v in harmonise_stage.hints(schema).items()}
     warnings = [*read.warnings, *mapped.warnings]
     if mapped.unmapped_fields:
@@ -155,7 +157,7 @@ def process_file(
             Bilingual(f"Kolom tidak tersedia di berkas ini: {missing}", f"Fields this file does not provide: {missing}")
         )
     report.write_report(
-        report_dir,
+        zones.reports,
         report.FileReport(
             **file_report,
             status=status,
@@ -171,8 +173,10 @@ def process_file(
         quarantined,
         mapped.identifier_headers,
         hints,
+        field_columns=mapped.matched,
     )
     lap("report")
+    faults.point("process.after_report")
     ledger.finish(
         entry.sha256,
         status,
@@ -194,7 +198,24 @@ def process_file(
     )  # fmt: skip
 
 
-def _report_name(entry: FileEntry) -> str:
-    from pipelines.inbox import report_folder_name
+def _read(raw, cfg: AgencyConfig) -> readers.ReadResult:  # noqa: ANN001
+    """The agency's declared encoding and delimiter first; if the file says otherwise (a BOM, a resent
+    rejected-rows file saved as UTF-8 CSV), detection decides and the report says so."""
+    expected = mapping.expected_headers(cfg)
+    try:
+        return readers.read_file(raw, cfg.read, expected)
+    except FileRejected as exc:
+        if exc.code not in ("encoding_mismatch", "wrong_delimiter"):
+            raise
+        detected = readers.read_file(raw, cfg.read.model_copy(update={"encoding": None, "delimiter": None}), expected)
+    detected.warnings.append(
+        Bilingual(
+            f"Berkas tidak memakai encoding/pemisah yang tercatat ({cfg.read.encoding or '-'} / "
+            f"{cfg.read.delimiter or '-'}); dibaca sebagai {detected.encoding} / {detected.delimiter!r}.",
+            f"The file does not use the registered encoding/delimiter ({cfg.read.encoding or '-'} / "
+            f"{cfg.read.delimiter or '-'}); read as {detected.encoding} / {detected.delimiter!r}.",
+        )
+    )
+    return detected
 
-    return report_folder_name(entry.file_name, entry.sha256)
+

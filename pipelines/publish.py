@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipelines import dictionary, settings
+from pipelines import dictionary, faults, settings
 from pipelines.config import AgencyConfig
 from pipelines.schema import load_schema
 from pipelines.settings import Zones
@@ -246,53 +246,105 @@ def _build_reference(con: duckdb.DuckDBPyConnection, agencies: Mapping[str, Agen
     return extra
 
 
-def _build_records(con: duckdb.DuckDBPyConnection) -> None:
-    """Latest version of each record_key: highest batch seq, then the later source row."""
-    schema = load_schema()
-    con.execute(dictionary.records_ddl(schema))
-    names = ", ".join(f"s.{f.name}" for f in schema.published_fields())
+def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, folder: Path, cols: Sequence[dictionary.Col]) -> None:
+    """(Re)define a record table as a view over its Parquet files, typed and ordered as the catalogue says."""
+    select = ", ".join(f"CAST({c.name} AS {c.sql_type}) AS {c.name}" for c in cols)
+    glob = _lit(str(folder / "**" / "*.parquet"))
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {select} FROM read_parquet({glob}, hive_partitioning = false)")
+
+
+def _copy_partitioned(con: duckdb.DuckDBPyConnection, select: str, folder: Path,
+                      cols: Sequence[dictionary.Col]) -> None:
+    """Write a record table as Parquet partitioned by departure year and month (partition columns kept in the
+    files so each file stands alone). An empty table still gets one (empty) file, so its view has a schema."""
     con.execute(
-        f"""
-        INSERT INTO placement_records BY NAME
-        SELECT {names}, year(s.departure_date) AS departure_year, month(s.departure_date) AS departure_month
-        FROM staged_records s JOIN _batches b ON b.batch_id = s.batch_id AND b.status = 'processed'
-        QUALIFY row_number() OVER (PARTITION BY s.record_key ORDER BY b.seq DESC, s.source_row DESC) = 1
+        f"COPY ({select}) TO {_lit(str(folder))} "
+        "(FORMAT parquet, PARTITION_BY (departure_year, departure_month), WRITE_PARTITION_COLUMNS true)"
+    )
+    if not any(folder.rglob("*.parquet")):
+        folder.mkdir(parents=True, exist_ok=True)
+        empty = ", ".join(f"NULL::{c.sql_type} AS {c.name}" for c in cols)
+        con.execute(f"COPY (SELECT {empty} LIMIT 0) TO {_lit(str(folder / 'empty.parquet'))} (FORMAT parquet)")
+
+
+def _build_records(con: duckdb.DuckDBPyConnection, parquet_dir: Path) -> None:
+    """Latest version of each record_key: highest batch seq, then the later source row.
+
+    Only keys staged more than once need ranking (found with an integer hash first, then checked exactly);
+    every other row streams straight from the staged files into the partitioned Parquet.
+    """
+    schema = load_schema()
+    con.execute(
+        """
+        CREATE TEMP TABLE _losers AS
+        WITH dup AS (
+            SELECT record_key FROM staged_records
+            WHERE hash(record_key) IN (SELECT hash(record_key) FROM staged_records GROUP BY 1 HAVING count(*) > 1)
+            GROUP BY record_key HAVING count(*) > 1
+        )
+        SELECT batch_id, source_row FROM (
+            SELECT s.batch_id, s.source_row,
+                   row_number() OVER (PARTITION BY s.record_key ORDER BY b.seq DESC, s.source_row DESC) AS rn
+            FROM staged_records s JOIN _batches b USING (batch_id) SEMI JOIN dup USING (record_key)
+        ) WHERE rn > 1
         """
     )
+    names = ", ".join(f"s.{f.name}" for f in schema.published_fields())
+    cols = dictionary.record_columns(schema)
+    _copy_partitioned(
+        con,
+        f"""SELECT {names}, year(s.departure_date)::INTEGER AS departure_year,
+                   month(s.departure_date)::INTEGER AS departure_month
+            FROM staged_records s
+            SEMI JOIN _batches b ON b.batch_id = s.batch_id AND b.status = 'processed'
+            ANTI JOIN _losers l ON l.batch_id = s.batch_id AND l.source_row = s.source_row""",
+        parquet_dir / "placement_records",
+        cols,
+    )
+    _parquet_view(con, "placement_records", parquet_dir / "placement_records", cols)
 
 
-def _build_placements(con: duckdb.DuckDBPyConnection, match_window_days: int) -> None:
+def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_window_days: int) -> None:
     """Gaps and islands: records of one worker and destination whose departures chain within the window
-    are one placement; values come from the highest-priority agency (lowest `priority`)."""
+    are one placement; values come from the highest-priority agency (lowest `priority`), ties by record_key.
+
+    Only records whose worker and destination occur more than once go through the window and the group-by;
+    a lone record is its own placement (same id formula: md5 of the sorted member keys joined by '|').
+    """
     schema = load_schema()
-    value_fields = [c.name for c in dictionary.placement_columns(schema)
-                    if c.name in set(schema.names()) and c.name not in {"worker_key", "destination_country"}]
     conflicts = dictionary.conflict_fields(schema)
     window = int(match_window_days)
     con.execute(
         f"""
-        CREATE TEMP TABLE _chain AS
-        WITH r AS (
-            SELECT p.*, coalesce(a.priority, {DEFAULT_PRIORITY}) AS priority,
-                   CASE WHEN departure_date - lag(departure_date) OVER w <= {window} THEN 0 ELSE 1 END AS new_island
-            FROM placement_records p LEFT JOIN agencies a ON a.code = p.source_agency
+        CREATE TEMP TABLE _multi AS
+        WITH m AS (
+            SELECT r.record_key, r.worker_key, r.destination_country, r.departure_date, r.source_agency,
+                   coalesce(a.priority, {DEFAULT_PRIORITY}) AS priority, {", ".join(f"r.{f}" for f in conflicts
+                                                                               if f != "departure_date")}
+            FROM placement_records r
+            SEMI JOIN (SELECT worker_key, destination_country FROM placement_records
+                       GROUP BY ALL HAVING count(*) > 1) d USING (worker_key, destination_country)
+            LEFT JOIN agencies a ON a.code = r.source_agency
+        ), c AS (
+            SELECT *, CASE WHEN departure_date - lag(departure_date) OVER w <= {window} THEN NULL
+                           ELSE record_key END AS island_start
+            FROM m
             WINDOW w AS (PARTITION BY worker_key, destination_country ORDER BY departure_date, record_key)
         )
-        SELECT *, sum(new_island) OVER (
+        SELECT * EXCLUDE (island_start), last_value(island_start IGNORE NULLS) OVER (
             PARTITION BY worker_key, destination_country ORDER BY departure_date, record_key
-            ROWS UNBOUNDED PRECEDING) AS island
-        FROM r
+            ROWS UNBOUNDED PRECEDING) AS gid
+        FROM c
         """
     )
-    primary = ", ".join(f"{f} := {f}" for f in [*value_fields, "source_agency", "record_key"])
     conflict_list = ", ".join(f"CASE WHEN min({f}) <> max({f}) THEN '{f}' END" for f in conflicts)
     con.execute(
         f"""
-        CREATE TEMP TABLE _placements AS
+        CREATE TEMP TABLE _groups AS
         SELECT
-            left(sha256(string_agg(record_key, '|' ORDER BY record_key)), 32) AS placement_id,
-            worker_key, destination_country, island,
-            arg_min(struct_pack({primary}), (priority, record_key)) AS p,
+            gid,
+            md5(string_agg(record_key, '|' ORDER BY record_key)) AS placement_id,
+            arg_min(record_key, (priority, record_key)) AS primary_record_key,
             min(departure_date) AS first_departure_date,
             max(departure_date) AS last_departure_date,
             list_sort(list_distinct(list(source_agency))) AS source_agencies,
@@ -300,36 +352,44 @@ def _build_placements(con: duckdb.DuckDBPyConnection, match_window_days: int) ->
             count(DISTINCT source_agency)::INTEGER AS n_sources,
             count(*)::INTEGER AS n_records,
             list_filter([{conflict_list}], lambda x: x IS NOT NULL) AS conflicting_fields
-        FROM _chain
-        GROUP BY worker_key, destination_country, island
+        FROM _multi
+        GROUP BY gid
         """
     )
-    cols = []
-    for c in dictionary.placement_columns(schema):
-        if c.name in {"placement_id", "worker_key", "destination_country", "first_departure_date",
-                      "last_departure_date", "source_agencies", "source_record_keys", "n_sources", "n_records",
-                      "conflicting_fields"}:
-            cols.append(c.name)
-        elif c.name == "departure_year":
-            cols.append("year(p.departure_date)::INTEGER AS departure_year")
-        elif c.name == "departure_month":
-            cols.append("month(p.departure_date)::INTEGER AS departure_month")
-        elif c.name == "primary_agency":
-            cols.append("p.source_agency AS primary_agency")
-        elif c.name == "primary_record_key":
-            cols.append("p.record_key AS primary_record_key")
+    single, multi = [], []
+    own = {"first_departure_date": "r.departure_date", "last_departure_date": "r.departure_date",
+           "primary_agency": "r.source_agency", "primary_record_key": "r.record_key",
+           "source_agencies": "[r.source_agency]", "source_record_keys": "[r.record_key]",
+           "n_sources": "1::INTEGER", "n_records": "1::INTEGER", "conflicting_fields": "[]::VARCHAR[]",
+           "placement_id": "md5(r.record_key)"}
+    cols = dictionary.placement_columns(schema)
+    for c in cols:
+        if c.name in own:
+            single.append(f"{own[c.name]} AS {c.name}")
+            multi.append("r.source_agency AS primary_agency" if c.name == "primary_agency" else f"g.{c.name}")
         else:
-            cols.append(f"p.{c.name} AS {c.name}")
-    con.execute(f"CREATE TABLE placements AS SELECT {', '.join(cols)} FROM _placements")
+            single.append(f"r.{c.name}")
+            multi.append(f"r.{c.name}")
+    _copy_partitioned(
+        con,
+        f"""SELECT {", ".join(single)} FROM placement_records r ANTI JOIN _multi m USING (record_key)
+            UNION ALL
+            SELECT {", ".join(multi)} FROM _groups g JOIN placement_records r ON r.record_key = g.primary_record_key""",
+        parquet_dir / "placements",
+        cols,
+    )
+    _parquet_view(con, "placements", parquet_dir / "placements", cols)
     con.execute(
         """
         CREATE TABLE record_placement AS
-        SELECT c.record_key, p.placement_id, c.source_agency
-        FROM _chain c JOIN _placements p USING (worker_key, destination_country, island)
+        SELECT r.record_key, md5(r.record_key) AS placement_id, r.source_agency
+        FROM placement_records r ANTI JOIN _multi m USING (record_key)
+        UNION ALL
+        SELECT m.record_key, g.placement_id, m.source_agency FROM _multi m JOIN _groups g USING (gid)
         """
     )
-    con.execute("DROP TABLE _chain")
-    con.execute("DROP TABLE _placements")
+    con.execute("DROP TABLE _multi")
+    con.execute("DROP TABLE _groups")
 
 
 def _build_quality(con: duckdb.DuckDBPyConnection) -> None:
@@ -360,7 +420,8 @@ def _build_quality(con: duckdb.DuckDBPyConnection) -> None:
 
 def _comment(con: duckdb.DuckDBPyConnection, catalogue: Iterable[dictionary.Table]) -> None:
     for t in catalogue:
-        for stmt in dictionary.comment_statements(t):
+        kind = "VIEW" if t.name in RECORD_TABLES else "TABLE"
+        for stmt in dictionary.comment_statements(t, kind):
             con.execute(stmt)
 
 
@@ -514,6 +575,11 @@ def _run_audits(con: duckdb.DuckDBPyConnection, sql_dir: Path) -> list[AuditResu
     return results
 
 
+def _import_gx() -> None:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations  # noqa: F401
+
+
 def _gx_validate(con: duckdb.DuckDBPyConnection) -> AuditResult:
     """GX suite on the published `placement_records`. Keys are handed to GX as 64-bit hashes (NULL kept NULL):
     the same uniqueness and null checks at a fraction of the memory and time; a hash collision can only
@@ -556,12 +622,7 @@ def _gx_validate(con: duckdb.DuckDBPyConnection) -> AuditResult:
 def _export_parquet(con: duckdb.DuckDBPyConnection, release: Path, names: Sequence[str]) -> None:
     base = release / "parquet"
     for name in names:
-        if name in RECORD_TABLES:
-            con.execute(
-                f"COPY {name} TO {_lit(str(base / name))} "
-                "(FORMAT parquet, PARTITION_BY (departure_year, departure_month), COMPRESSION zstd)"
-            )
-        else:
+        if name not in RECORD_TABLES:  # those were written by their build step
             (base / name).mkdir(parents=True)
             con.execute(f"COPY {name} TO {_lit(str(base / name / (name + '.parquet')))} "
                         "(FORMAT parquet, COMPRESSION zstd)")
@@ -632,6 +693,9 @@ def publish(
     """
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
+    gx_import = ThreadPoolExecutor(max_workers=1)
+    gx_import.submit(_import_gx)  # 3-4 s of Python import overlapped with DuckDB work (which drops the GIL)
+    gx_import.shutdown(wait=False)
     codelists_dir = codelists_dir or settings.CODELISTS_DIR
     sql_dir = sql_dir or settings.SQL_DIR
     zones.releases.mkdir(parents=True, exist_ok=True)
@@ -652,23 +716,29 @@ def publish(
             _load_inputs(con, zones, batches)
             extra = _build_reference(con, agencies, codelists_dir)
             say("placement_records: latest version of each record")
-            _build_records(con)
+            _build_records(con, building / "parquet")
             say("placements: matching records across agencies")
-            _build_placements(con, match_window_days)
+            _build_placements(con, building / "parquet", match_window_days)
             _build_quality(con)
-            _comment(con, [*dictionary.tables(), *extra])
             views = _create_views(con, sql_dir)
             tables = [r[0] for r in con.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
                 "AND schema_name = 'main' ORDER BY 1").fetchall()]
             counts = {t: con.execute(f"SELECT count(*) FROM {_ident(t)}").fetchone()[0] for t in tables}
             say("writing Parquet tables and open data")
+            faults.point("publish.mid_build")
             _export_parquet(con, building, tables)
             public_meta = _public_tables(con, building / "public", suppress_below, public_specs(sql_dir))
+            faults.point("publish.after_parquet")
             say("auditing")
             _release_columns(con, building)
             audits = _run_audits(con, sql_dir)
             audits.append(_gx_validate(con))
+            # the record tables become views over the release's Parquet at its final path
+            for name, cols in (("placement_records", dictionary.record_columns()),
+                               ("placements", dictionary.placement_columns())):
+                _parquet_view(con, name, final / "parquet" / name, cols)
+            _comment(con, [*dictionary.tables(), *extra])
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -714,7 +784,9 @@ def publish(
 
     os.replace(building, final)
     _fsync_dir(zones.releases)
+    faults.point("publish.after_audits")
     switch(zones, release_id)
+    faults.point("publish.after_switch")
     say(f"release {release_id} is current")
     prune(zones, keep)
     return PublishResult(release_id, final, counts, [a.name for a in audits], [], True, None,
@@ -738,6 +810,7 @@ def switch(zones: Zones, release_id: str) -> None:
     if not RELEASE_ID.match(release_id) or not (target / "manifest.json").is_file():
         raise PublishError(f"no complete release {release_id!r} in {zones.releases}")
     _symlink_replace(zones.current, f"releases/{release_id}")
+    faults.point("publish.between_switches")
     if not (zones.analyst_db.is_symlink() and os.readlink(zones.analyst_db) == "current/sdmi.duckdb"):
         _symlink_replace(zones.analyst_db, "current/sdmi.duckdb")
     _fsync_dir(zones.warehouse)

@@ -458,7 +458,8 @@ def _detect_encoding(
         candidates = [c for c in candidates if c != "utf-8"]
     elif candidates[0] == "utf-8" and not options.encoding:
         try:
-            codecs.getincrementaldecoder("utf-8")(errors="strict").decode(head, final=False)
+            whole = len(head) < SAMPLE_BYTES
+            codecs.getincrementaldecoder("utf-8")(errors="strict").decode(head, final=whole)
         except UnicodeDecodeError:
             candidates = candidates[1:]
         else:
@@ -578,14 +579,30 @@ def _parse_sample_quiet(text: str, delimiter: str, complete: bool) -> list[tuple
         return []
 
 
-def _read_csv(path: Path, options: ReadOptions, expected: set[str], skip_utf8: bool = False) -> ReadResult:
+def _read_csv(path: Path, options: ReadOptions, expected: set[str]) -> ReadResult:
+    try:
+        return _read_csv_as(path, options, expected, skip_utf8=False)
+    except _NotUtf8:
+        return _read_csv_as(path, options, expected, skip_utf8=True)
+
+
+def _read_csv_as(path: Path, options: ReadOptions, expected: set[str], skip_utf8: bool) -> ReadResult:
     warnings: list[Bilingual] = []
     with open(path, "rb") as f:
         head = f.read(SAMPLE_BYTES)
     encoding, verified = _detect_encoding(path, head, options, warnings, skip_utf8)
-    text, complete = _sample_text(path, encoding, SAMPLE_BYTES)
-    if not complete and len(text) < 1000:  # enormous first records: look further
-        text, complete = _sample_text(path, encoding, 16 * SAMPLE_BYTES)
+    try:
+        text, complete = _sample_text(path, encoding, SAMPLE_BYTES)
+        if not complete and len(text) < 1000:  # enormous first records: look further
+            text, complete = _sample_text(path, encoding, 16 * SAMPLE_BYTES)
+    except UnicodeDecodeError:
+        if not verified:
+            raise _NotUtf8() from None
+        raise _reject(
+            "encoding_mismatch",
+            f"Berkas tidak dapat dibaca dengan pengodean {encoding}. Simpan ulang sebagai CSV UTF-8.",
+            f"The file does not decode as {encoding}. Save it again as CSV UTF-8.",
+        ) from None
     if not text.strip():
         raise _reject("empty_file", "Berkas hanya berisi baris kosong.", "The file holds only blank lines.")
     probe = text[:200_000]
@@ -636,7 +653,7 @@ def _read_csv(path: Path, options: ReadOptions, expected: set[str], skip_utf8: b
                 f"Berkas tidak dapat dibaca dengan pengodean {encoding}. Simpan ulang sebagai CSV UTF-8.",
                 f"The file does not decode as {encoding}. Save it again as CSV UTF-8.",
             ) from None
-        return _read_csv(path, options, expected, skip_utf8=True)
+        raise
     if invalid is None:
         src = np.arange(header_row + 1, header_row + 1 + table.num_rows, dtype=np.int64)
         table = table.append_column(SOURCE_ROW, pa.array(src))

@@ -47,7 +47,8 @@ JSON_NAME = "report.json"
 
 ROW_LIST_LIMIT = 50  # row-number segments listed per problem before "and N more"
 EXAMPLE_LIMIT = 5  # distinct example values per problem
-MESSAGE_LIMIT = 3  # distinct message variants per problem
+# Message variants per problem: a message that quotes its value differs per row; the examples show the values.
+MESSAGE_LIMIT = 1
 VALUE_DISPLAY_CHARS = 80
 XLSX_MAX_ROWS = 1_048_576 - 1  # Excel's sheet limit, minus the header
 XLSX_MAX_CELL = 32_767  # Excel's cell limit (characters)
@@ -213,7 +214,7 @@ def _identifier_values(
     if rows is None or not identifier_columns or SOURCE_ROW not in rows.column_names:
         return []
     if wanted is not None:
-        rows = rows.filter(pc.is_in(rows[SOURCE_ROW], value_set=wanted))
+        rows = rows.filter(pc.is_in(rows[SOURCE_ROW].cast(pa.int64()), value_set=wanted))
     out: list[str] = []
     for i, name in enumerate(rows.column_names):
         if name in identifier_columns:
@@ -261,7 +262,7 @@ def _problems(
         SELECT rule_id,
                bool_or(severity = ?) AS critical,
                count(DISTINCT source_row) AS n_rows,
-               list(DISTINCT field ORDER BY field) FILTER (WHERE field IS NOT NULL) AS fields
+               list(DISTINCT field ORDER BY field) FILTER (WHERE coalesce(field, '') <> '') AS fields
         FROM issues GROUP BY rule_id
         ORDER BY critical DESC, n_rows DESC, rule_id
         """,
@@ -468,8 +469,8 @@ def _headline(report: FileReport) -> tuple[str, Bilingual, Bilingual]:
             "warn",
             Bilingual("Ditahan untuk diperiksa", "Held for review"),
             Bilingual(
-                "Berkas ini belum diproses. Petugas SDMI akan memeriksanya; lihat alasannya di bawah.",
-                "This file has not been processed yet. SDMI staff will review it; see the reason below.",
+                "Tidak ada baris dari berkas ini yang dipublikasikan. Lihat alasannya di bawah.",
+                "Nothing from this file has been published. See the reason below.",
             ),
         )
     if r == 0:

@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines import faults
 from pipelines.schema import PlacementSchema, load_schema
 from pipelines.settings import Zones
 
@@ -65,7 +66,7 @@ def split(
         warned = con.execute(
             "SELECT count(*) FROM per_row WHERE NOT critical AND flags IS NOT NULL "
             "AND source_row IN (SELECT source_row FROM h)"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     finally:
         con.close()
     accepted = accepted.cast(schema.arrow_schema(published_only=True))
@@ -91,6 +92,7 @@ def write_batch(
     pq.write_table(quarantined, tmp / "quarantined.parquet")
     (tmp / "batch.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
     _fsync_dir(tmp)
+    faults.point("stage.mid_staging")
     if final.exists():
         old = zones.staging / f".old-{batch_id}-{uuid.uuid4().hex[:8]}"
         os.replace(final, old)

@@ -7,6 +7,8 @@ check what an agency officer would see in the files.
 from __future__ import annotations
 
 import json
+import re
+import zipfile
 from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
@@ -137,6 +139,11 @@ def test_same_seed_writes_identical_bytes(tmp_path: Path) -> None:
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
     assert files_a == files_b and len(files_a) == 6
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files_a)
+    xlsx = next((tmp_path / "a" / "bp3mi_jatim").iterdir())
+    with zipfile.ZipFile(xlsx) as z:  # no clock time inside: runs seconds or days apart give the same bytes
+        assert {i.date_time for i in z.infolist()} == {demo.FIXED_TIME.timetuple()[:6]}
+        stamps = re.findall(rb">(\d{4}-\d\d-\d\dT[^<]*)<", z.read("docProps/core.xml"))
+    assert stamps and set(stamps) == {demo.FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode()}
 
 
 def test_every_agency_yaml_validates() -> None:

@@ -40,7 +40,7 @@ HINTS = {
 
 
 def make_rows(n: int = 50, first_row: int = 2, **overrides: dict[int, str]) -> pa.Table:
-    """n synthetic rows as the reader gives them: every cell text, the agency's headers, plus `_source_row`."""
+    """n synthetic rows as the reader gives them: every cell text, the agency's headers, `_source_row`."""
     cols: dict[str, list[str]] = {
         "No Reg": [f"REG-{i}" for i in range(n)],
         "NIK": [f"32010101019{i:05d}" for i in range(n)],
@@ -136,7 +136,9 @@ class Page(HTMLParser):
 
 
 def written(tmp_path: Path, report: FileReport, issues: pa.Table | None, rows: pa.Table | None, **kw) -> Path:
-    paths = write_report(tmp_path / "reports", report, issues, rows, kw.pop("ids", IDENTIFIER_COLUMNS), HINTS, **kw)
+    paths = write_report(
+        tmp_path / "reports", report, issues, rows, kw.pop("ids", IDENTIFIER_COLUMNS), HINTS, **kw
+    )
     html = next(p for p in paths if p.name == HTML_NAME)
     assert html.parent == report_dir(tmp_path / "reports", report)
     return html.parent
@@ -179,7 +181,9 @@ def test_status_is_given_in_large_friendly_words_indonesian_first(partly_accepte
 
 
 def test_large_counts_are_grouped_so_neither_language_misreads_them(tmp_path: Path) -> None:
-    folder = written(tmp_path, make_report(rows_read=1234567, rows_accepted=1234567, rows_quarantined=0), None, None)
+    folder = written(
+        tmp_path, make_report(rows_read=1234567, rows_accepted=1234567, rows_quarantined=0), None, None
+    )
     assert page(folder).by_id["rows-read"] == "1\u202f234\u202f567"
 
 
@@ -205,7 +209,9 @@ def test_example_values_are_shown_for_non_identifier_fields(partly_accepted: Pat
 
 def test_long_row_lists_are_capped_with_and_n_more(tmp_path: Path) -> None:
     odd_rows = list(range(3, 403, 2))  # 200 rows, none adjacent: 200 segments
-    issues = make_issues(*(issue(r, "departure_date.range", "departure_date", "2099-01-01") for r in odd_rows))
+    issues = make_issues(
+        *(issue(r, "departure_date.range", "departure_date", "2099-01-01") for r in odd_rows)
+    )
     folder = written(tmp_path, make_report(rows_read=500, rows_quarantined=200), issues, make_rows(500))
     text = page(folder).text
     assert "3, 5, 7" in text and ", 101 " in text and "103," not in text
@@ -227,7 +233,9 @@ def test_identifier_values_never_appear_in_index_html_even_when_passed_in_issues
         issue(8, "passport.format", "passport_number", "X1234567"),
         issue(9, "nik.format", "NIK", "3201999"),  # the agency's own column name as field
     )
-    html = (written(tmp_path, make_report(rows_read=10), issues, rows) / HTML_NAME).read_text(encoding="utf-8")
+    html = (written(tmp_path, make_report(rows_read=10), issues, rows) / HTML_NAME).read_text(
+        encoding="utf-8"
+    )
     for secret in (SECRET_NIK, "Rahasia", "31/02/1990", "X1234567", "3201999"):
         assert secret not in html
     assert "Tidak ditampilkan: data pribadi" in html
@@ -238,7 +246,9 @@ def test_identifier_quoted_in_a_message_or_misfiled_value_is_masked(tmp_path: Pa
     leaky = issue(3, "sex.required", "sex", "Siti Rahmawati")  # a misaligned column: 'sex' holds a name
     leaky["message_id"] = f"NIK {SECRET_NIK} tidak cocok."
     leaky["message_en"] = f"NIK {SECRET_NIK} does not match."
-    html = (written(tmp_path, make_report(rows_read=5), make_issues(leaky), rows) / HTML_NAME).read_text("utf-8")
+    html = (written(tmp_path, make_report(rows_read=5), make_issues(leaky), rows) / HTML_NAME).read_text(
+        "utf-8"
+    )
     assert SECRET_NIK not in html
     assert "Siti Rahmawati" not in html
     assert "NIK ••• tidak cocok." in html
@@ -247,7 +257,9 @@ def test_identifier_quoted_in_a_message_or_misfiled_value_is_masked(tmp_path: Pa
 def test_file_name_and_values_are_html_escaped(tmp_path: Path) -> None:
     name = 'data <script>alert("x")</script> & "agustus".csv'
     rows = make_rows(5, Negara_Tujuan={3: "<script>alert(1)</script>"})
-    issues = make_issues(issue(3, "destination_country.required", "destination_country", "<img src=x onerror=1>"))
+    issues = make_issues(
+        issue(3, "destination_country.required", "destination_country", "<img src=x onerror=1>")
+    )
     folder = written(tmp_path, make_report(file_name=name, rows_read=5), issues, rows)
     html = (folder / HTML_NAME).read_text(encoding="utf-8")
     assert "<script" not in html and "<img" not in html
@@ -320,7 +332,13 @@ def test_rejected_rows_are_the_quarantined_rows_in_source_order_with_all_their_r
     partly_accepted: Path,
 ) -> None:
     body = read_csv(partly_accepted)[1:]
-    assert [r[-1] for r in body] == ["12", "13", "14", "15", "40"]  # warning-only rows 20, 21, 30 stay accepted
+    assert [r[-1] for r in body] == [
+        "12",
+        "13",
+        "14",
+        "15",
+        "40",
+    ]  # warning-only rows 20, 21, 30 stay accepted
     row40 = body[-1]
     assert row40[:5] == ["REG-38", "32010101019" + "00038", "Pekerja Uji 38", "Atlantis", "17/08/2024"]
     assert row40[5] == (
@@ -342,17 +360,21 @@ def test_csv_starts_with_a_utf8_bom_for_excel(partly_accepted: Path) -> None:
     assert (partly_accepted / CSV_NAME).read_bytes().startswith(b"\xef\xbb\xbfNo Reg,")
 
 
-@pytest.mark.parametrize("dangerous", ["=HYPERLINK(\"http://x\",\"y\")", "+1+2", "-5", "@SUM(A1)", "\tx", "\rx"])
+@pytest.mark.parametrize("dangerous", ['=HYPERLINK("http://x","y")', "+1+2", "-5", "@SUM(A1)", "\tx", "\rx"])
 def test_formula_cells_are_neutralised_in_csv(tmp_path: Path, dangerous: str) -> None:
     rows = make_rows(3, Negara_Tujuan={3: dangerous})
-    folder = written(tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows)
+    folder = written(
+        tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows
+    )
     assert read_csv(folder)[1][3] == "'" + dangerous
 
 
-@pytest.mark.parametrize("dangerous", ["=1+1", "=HYPERLINK(\"http://x\")", "+1", "-5", "@A1", "\t=1"])
+@pytest.mark.parametrize("dangerous", ["=1+1", '=HYPERLINK("http://x")', "+1", "-5", "@A1", "\t=1"])
 def test_formula_cells_are_text_cells_with_a_quote_in_xlsx(tmp_path: Path, dangerous: str) -> None:
     rows = make_rows(3, Negara_Tujuan={3: dangerous})
-    folder = written(tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows)
+    folder = written(
+        tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows
+    )
     cell = openpyxl.load_workbook(folder / XLSX_NAME).active.cell(row=2, column=4)
     assert cell.data_type == "s"
     assert cell.value == "'" + dangerous
@@ -367,13 +389,20 @@ def test_every_xlsx_cell_is_text_so_a_nik_keeps_its_digits(partly_accepted: Path
 
 def test_control_characters_do_not_break_the_xlsx(tmp_path: Path) -> None:
     rows = make_rows(3, Negara_Tujuan={3: "Hong\x00Kong\x1b"})
-    folder = written(tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows)
-    assert openpyxl.load_workbook(folder / XLSX_NAME).active.cell(row=2, column=4).value == "Hong\ufffdKong\ufffd"
+    folder = written(
+        tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows
+    )
+    assert (
+        openpyxl.load_workbook(folder / XLSX_NAME).active.cell(row=2, column=4).value
+        == "Hong\ufffdKong\ufffd"
+    )
 
 
 def test_a_corrected_rejected_rows_file_sent_back_gets_fresh_reason_columns(tmp_path: Path) -> None:
-    rows = make_rows(3).append_column(REASON_COLUMN, pa.array(["old"] * 3)).append_column(
-        ROW_COLUMN, pa.array(["9"] * 3)
+    rows = (
+        make_rows(3)
+        .append_column(REASON_COLUMN, pa.array(["old"] * 3))
+        .append_column(ROW_COLUMN, pa.array(["9"] * 3))
     )
     rows = rows.select([*HEADER, REASON_COLUMN, ROW_COLUMN, "_source_row"])
     folder = written(tmp_path, make_report(), make_issues(issue(2, "nik.format", "nik", "***")), rows)
@@ -392,17 +421,21 @@ def test_no_rejected_rows_files_when_nothing_is_quarantined_and_the_page_says_so
     assert CSV_NAME not in {v for _, a, v in page(folder).attrs if a == "href"}
 
 
-def test_rerun_without_quarantined_rows_removes_stale_rejected_rows_files(partly_accepted: Path, tmp_path: Path) -> None:
+def test_rerun_without_quarantined_rows_removes_stale_rejected_rows_files(
+    partly_accepted: Path, tmp_path: Path
+) -> None:
     assert (partly_accepted / CSV_NAME).exists()
     folder = written(tmp_path, make_report(rows_quarantined=0, rows_accepted=50), None, make_rows(50))
     assert folder == partly_accepted
     assert not (folder / CSV_NAME).exists() and not (folder / XLSX_NAME).exists()
 
 
-# ---------------------------------------------------------------------------------------------- whole-file outcomes
+# ------------------------------------------------------------------------------------- whole-file outcomes
 
 
-def test_duplicate_report_without_rows_names_the_first_file_and_writes_no_rejected_rows(tmp_path: Path) -> None:
+def test_duplicate_report_without_rows_names_the_first_file_and_writes_no_rejected_rows(
+    tmp_path: Path,
+) -> None:
     report = make_report(
         status="duplicate",
         file_name="salinan <b>data</b>.xlsx",
@@ -433,7 +466,11 @@ def test_rejected_report_gives_the_reason_up_front(tmp_path: Path) -> None:
     )
     folder = written(tmp_path, report, None, None)
     text = page(folder).text
-    assert text.index("Ditolak") < text.index("Kolom wajib tidak ditemukan: NIK.") < text.index("Required column")
+    assert (
+        text.index("Ditolak")
+        < text.index("Kolom wajib tidak ditemukan: NIK.")
+        < text.index("Required column")
+    )
     assert not (folder / CSV_NAME).exists()
 
 
@@ -461,7 +498,9 @@ def test_report_json_holds_the_facts_but_no_row_data(partly_accepted: Path) -> N
 def test_agency_index_lists_reports_newest_first(tmp_path: Path) -> None:
     root = tmp_path / "reports"
     for day, name in [(1, "pertama.csv"), (3, "ketiga.csv"), (2, "kedua <i>.csv")]:
-        report = make_report(file_name=name, sha256=f"{day:02d}" * 32, received_at=datetime(2024, 9, day, tzinfo=UTC))
+        report = make_report(
+            file_name=name, sha256=f"{day:02d}" * 32, received_at=datetime(2024, 9, day, tzinfo=UTC)
+        )
         write_report(root, report, None, None, set(), {})
     (path,) = write_index(root)
     assert path == root / "bp2mi" / HTML_NAME
@@ -469,3 +508,37 @@ def test_agency_index_lists_reports_newest_first(tmp_path: Path) -> None:
     assert p.text.index("ketiga.csv") < p.text.index("kedua <i>.csv") < p.text.index("pertama.csv")
     links = [v for t, a, v in p.attrs if t == "a" and a == "href"]
     assert len(links) == 3 and all(v.endswith("/index.html") and not v.startswith("http") for v in links)
+
+
+def test_held_report_says_the_file_waits_for_review_and_why(tmp_path: Path) -> None:
+    reason = Bilingual("Kolom baru yang belum dikenal: Sponsor.", "New, unknown column: Sponsor.")
+    folder = written(tmp_path, make_report(status="held", reason=reason, rows_quarantined=0), None, None)
+    text = page(folder).text
+    assert "Ditahan untuk diperiksa Held for review" in text and "New, unknown column: Sponsor." in text
+
+
+def test_an_issue_without_a_row_number_is_listed_without_row_numbers(tmp_path: Path) -> None:
+    issues = make_issues(issue(None, "file.header_changed", "", None, "warning"))
+    folder = written(tmp_path, make_report(rows_quarantined=0), issues, make_rows(5))
+    text = page(folder).text
+    assert "file.header_changed" in text
+    assert "Nomor baris / Row numbers" not in text and "Jumlah baris / Rows" not in text
+    assert not (folder / CSV_NAME).exists()
+
+
+def test_row_numbers_given_as_text_are_understood(tmp_path: Path) -> None:
+    rows = make_rows(5)
+    rows = rows.set_column(
+        rows.schema.get_field_index("_source_row"), "_source_row", pa.array(["2", "3", "4", "5", "6"])
+    )
+    folder = written(tmp_path, make_report(), make_issues(issue(4, "nik.format", "nik", "***")), rows)
+    assert [r[-1] for r in read_csv(folder)[1:]] == ["4"]
+
+
+def test_held_file_with_rejected_rows_asks_for_the_whole_file_again(tmp_path: Path) -> None:
+    reason = Bilingual("Berkas ditahan: 80% baris gagal.", "File held: 80% of rows failed.")
+    issues = make_issues(issue(3, "nik.format", "nik", "***"))
+    folder = written(tmp_path, make_report(status="held", reason=reason), issues, make_rows(5))
+    text = page(folder).text
+    assert "send the whole file again" in text and "Rows already accepted need not be sent again" not in text
+    assert (folder / CSV_NAME).exists()

@@ -55,7 +55,8 @@ def chromium() -> str:
         pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+        for cmd in (["apt-get", "update"], install):
             subprocess.run(cmd, check=True, capture_output=True, timeout=INSTALL_TIMEOUT_S, env=env)
     except (subprocess.SubprocessError, OSError) as exc:
         pytest.skip(f"chromium could not be installed with apt-get: {exc}")
@@ -122,7 +123,9 @@ def report_page(tmp_path: Path) -> Iterator[Path]:
     yield next(p for p in paths if p.name == HTML_NAME)
 
 
-def test_report_page_renders_to_a_non_trivial_screenshot(chromium: str, report_page: Path, tmp_path: Path) -> None:
+def test_report_page_renders_to_a_non_trivial_screenshot(
+    chromium: str, report_page: Path, tmp_path: Path
+) -> None:
     png = tmp_path / "report.png"
     result = run_chromium(chromium, f"--screenshot={png}", "--window-size=1200,1600", report_page.as_uri())
     assert png.exists(), result.stderr[-2000:]

@@ -1,0 +1,296 @@
+"""Onboarding an agency: check a sample file against a mapping, and draft a first mapping from its headers.
+
+`check` is a dry run of the real stages (read -> map -> harmonise -> validate) on a file, with a throwaway
+worker key, writing nothing anywhere: an engineer can try a new agency's file before it ever reaches an
+inbox. Direct identifiers are masked in what it shows, and problems are counted per rule, never echoed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import yaml
+
+from pipelines import config, mapping, readers
+from pipelines.config import AgencyConfig, ReadOptions
+from pipelines.problems import ISSUE_SCHEMA, FileRejected
+from pipelines.schema import PlacementSchema, load_schema
+
+MASK = "****"
+MASKED_ALWAYS = ("birth_date",)  # quasi-identifier, but with a name or NIK it identifies: never shown
+
+
+@dataclass
+class RuleCount:
+    rule_id: str
+    severity: str
+    field: str | None
+    rows: int
+    message_en: str
+
+
+@dataclass
+class CheckReport:
+    agency: str
+    file: str
+    format: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    header_row: int | None = None
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    rows_warned: int = 0
+    matched: dict[str, str] = field(default_factory=dict)  # schema field -> header
+    unmatched_headers: list[str] = field(default_factory=list)
+    unmapped_fields: list[str] = field(default_factory=list)
+    preview: list[dict[str, str | None]] = field(default_factory=list)  # masked
+    rules: list[RuleCount] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rejected: str | None = None  # reason code when the file would be rejected
+    rejected_reason: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """Like `sdmi run`: 1 when the agency would have to act on this file."""
+        return 1 if self.rejected or self.rows_quarantined else 0
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "rules": [r.__dict__ for r in self.rules], "exit_code": self.exit_code}
+
+
+def masked_fields(schema: PlacementSchema) -> set[str]:
+    return set(schema.direct_identifiers()) | set(MASKED_ALWAYS)
+
+
+def _read(path: Path, cfg: AgencyConfig, report: CheckReport) -> readers.ReadResult:
+    """Declared encoding/delimiter first, then detection, as processing does."""
+    expected = mapping.expected_headers(cfg)
+    try:
+        return readers.read_file(path, cfg.read, expected)
+    except FileRejected as exc:
+        if exc.code not in ("encoding_mismatch", "wrong_delimiter"):
+            raise
+    result = readers.read_file(
+        path, cfg.read.model_copy(update={"encoding": None, "delimiter": None}), expected
+    )
+    report.warnings.append(
+        "the file does not use the registered encoding/delimiter; "
+        f"read as {result.encoding} / {result.delimiter!r}"
+    )
+    return result
+
+
+def check(path: Path, cfg: AgencyConfig, preview_rows: int = 5, run_date: date | None = None) -> CheckReport:
+    """Dry run of read -> map -> harmonise -> validate; nothing is written, the key is thrown away."""
+    from pipelines import harmonise, stage, validate
+    from pipelines.keys import WorkerKeySecret
+
+    schema = load_schema()
+    report = CheckReport(agency=cfg.agency, file=str(path))
+    try:
+        read = _read(path, cfg, report)
+        report.format, report.encoding, report.delimiter = read.format, read.encoding, read.delimiter
+        report.header_row = read.header_row
+        mapped = mapping.map_batch(read, cfg, schema)
+    except FileRejected as rejected:
+        report.rejected, report.rejected_reason = rejected.code, rejected.message.en
+        return report
+    report.matched = dict(mapped.matched)
+    report.unmatched_headers = list(mapped.unmatched_headers)
+    report.unmapped_fields = list(mapped.unmapped_fields)
+    report.warnings += [w.en for w in [*read.warnings, *mapped.warnings]]
+    hidden = masked_fields(schema)
+    for row in mapped.table.slice(0, preview_rows).to_pylist():
+        report.preview.append(
+            {k: (MASK if k in hidden and v is not None else v) for k, v in row.items() if k != mapping.ROW}
+        )
+    sha = _sha256(path)
+    throwaway = WorkerKeySecret.from_key(secrets.token_bytes(32), source="throwaway (agency check)")
+    harmonised = harmonise.harmonise(
+        mapped.table,
+        cfg,
+        sha256=sha,
+        batch_id=f"{cfg.agency}-check-{sha[:8]}",
+        received_at=datetime.now(UTC).replace(microsecond=0),
+        secret=throwaway,
+        schema=schema,
+    )
+    gx_issues = validate.validate(harmonised.table, cfg, run_date=run_date, schema=schema)
+    row_issues = (
+        read.row_issues.cast(ISSUE_SCHEMA) if read.row_issues.num_rows else ISSUE_SCHEMA.empty_table()
+    )
+    issues = pa.concat_tables([row_issues, harmonised.issues, gx_issues])
+    _, _, counts = stage.split(harmonised.table, issues, read.table, schema)
+    report.rows_read, report.rows_accepted = counts.rows_read, counts.rows_accepted
+    report.rows_quarantined, report.rows_warned = counts.rows_quarantined, counts.rows_warned
+    report.rules = _rule_counts(issues)
+    return report
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _rule_counts(issues: pa.Table) -> list[RuleCount]:
+    """Rows per rule (a row breaking a rule twice counts once); critical first, then by rows."""
+    rows: dict[tuple, set[int]] = {}
+    messages: dict[tuple, str] = {}
+    for r in issues.select(["source_row", "rule_id", "severity", "field", "message_en"]).to_pylist():
+        key = (r["rule_id"], r["severity"], r["field"])
+        rows.setdefault(key, set()).add(r["source_row"])
+        messages.setdefault(key, r["message_en"] or "")
+    out = [RuleCount(k[0], k[1], k[2], len(v), messages[k]) for k, v in rows.items()]
+    return sorted(out, key=lambda r: (r.severity != "critical", -r.rows, r.rule_id))
+
+
+# ------------------------------------------------------------------------------------------ draft
+@dataclass
+class Draft:
+    code: str
+    text: str  # the YAML, comments included
+    matched: dict[str, str]  # schema field -> header
+    unmatched_headers: list[str]
+    todo_required: list[str]  # required fields left as `null  # TODO`: the file will not load until resolved
+
+
+def known_aliases(schema: PlacementSchema, agencies_dir: Path | None = None) -> dict[str, list[str]]:
+    """Schema field -> every header alias known: the schema's own, then every onboarded agency's."""
+    out: dict[str, list[str]] = {name: [] for name in schema.mapped_field_names()}
+    for f in schema.fields:
+        if f.name in out:
+            out[f.name] += f.aliases
+    for cfg in config.agencies(agencies_dir).values():
+        for name, aliases in cfg.columns.items():
+            out.setdefault(name, []).extend(aliases)
+        out.setdefault("source_record_id", []).extend(cfg.record_id)
+    return {k: list(dict.fromkeys(v)) for k, v in out.items()}
+
+
+def _required(schema: PlacementSchema) -> tuple[list[list[str]], set[str]]:
+    mappable = set(schema.mapped_field_names())
+    groups = [list(g) for g in schema.file_requirements]
+    rows_required = {f.name for f in schema.fields if f.required and f.name in mappable}
+    return groups, rows_required
+
+
+def _q(value: object) -> str:
+    """A YAML scalar, quoted when it needs to be."""
+    return (
+        yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1000)
+        .strip()
+        .removesuffix("\n...")
+    )
+
+
+def draft(code: str, path: Path, agencies_dir: Path | None = None) -> Draft:
+    """Match the file's headers against known aliases and write a commented YAML for a person to finish."""
+    if not config.AGENCY_CODE.match(code):
+        raise ValueError("agency code must be lower-case letters, digits and _ (2-41 chars)")
+    schema = load_schema()
+    aliases = known_aliases(schema, agencies_dir)
+    expected = {readers.normalise_header(a) for names in aliases.values() for a in names}
+    read = readers.read_file(path, ReadOptions(), expected)
+    headers = {readers.normalise_header(h): h for h in read.header if h != mapping.ROW}
+    matched: dict[str, str] = {}
+    used: set[str] = set()
+    for name, names in aliases.items():
+        for alias in names:
+            hit = headers.get(readers.normalise_header(alias))
+            if hit is not None and hit not in used:
+                matched[name] = hit
+                used.add(hit)
+                break
+    unmatched = [h for h in read.header if h not in used and h != mapping.ROW]
+    groups, rows_required = _required(schema)
+    todo: list[str] = []
+    for group in groups:
+        if not any(f in matched for f in group):
+            todo += [f for f in group if f not in todo]
+    todo += [f for f in sorted(rows_required) if f not in matched and f not in todo]
+    text = _render(code, path, read, schema, matched, unmatched, todo, groups)
+    return Draft(code, text, matched, unmatched, todo)
+
+
+def _render(
+    code: str,
+    path: Path,
+    read: readers.ReadResult,
+    schema: PlacementSchema,
+    matched: dict[str, str],
+    unmatched: list[str],
+    todo: list[str],
+    groups: list[list[str]],
+) -> str:
+    fmt = read.format if read.format in ("csv", "xlsx", "json") else "auto"
+    lines = [
+        f"# Drafted by `sdmi agency new {code}` from {path.name} on {date.today().isoformat()}.",
+        "# Review every line and resolve each TODO, then try it: sdmi agency check --agency "
+        f"{code} --mapping <this file> <sample file>",
+        f"agency: {code}",
+        "name: TODO full name of the agency  # TODO",
+        "kind: other  # TODO one of: national, provincial, district, recruitment_company, mission, other",
+        "priority: 50  # TODO lower wins when agencies disagree on a placement (SISKOP2MI is 1)",
+        "read:",
+        f"  format: {fmt}",
+    ]
+    if read.encoding:
+        lines.append(f"  encoding: {_q(read.encoding)}")
+    if read.delimiter:
+        lines.append(f"  delimiter: {_q(read.delimiter)}")
+    if read.sheet:
+        lines.append(f"  sheet: {_q(read.sheet)}")
+    if read.header_row:
+        lines.append(f"  header_row: {read.header_row}")
+    if "source_record_id" in matched:
+        lines.append(f"record_id: [{_q(matched['source_record_id'])}]")
+    else:
+        lines.append(
+            "# TODO record_id: [<header of the agency's own record id>]  (none matched; without it each"
+        )
+        lines.append(
+            "#   record is identified by a fingerprint of its row, and corrections cannot supersede)"
+        )
+    lines.append("columns:")
+    required_any = {f: g for g in groups for f in g}
+    for f in schema.mapped_field_names():
+        if f == "source_record_id":
+            continue
+        if f in matched:
+            lines.append(f"  {f}: [{_q(matched[f])}]")
+        elif f in todo:
+            group = required_any.get(f)
+            why = (
+                f"the file is rejected without one of: {' / '.join(group)}"
+                if group
+                else "required: rows without it are quarantined"
+            )
+            lines.append(f"  {f}: null  # TODO {why}; put its header alias here, or delete the line")
+        else:
+            lines.append(f"  # {f}: []  # not found (optional)")
+    if unmatched:
+        lines.append("# TODO columns in the file that no field uses (ignored unless mapped above):")
+        lines += [f"#   - {_q(h)}" for h in unmatched]
+    lines += [
+        "values: {}  # TODO value maps, e.g. sex: {Laki-laki: L, Perempuan: P}; `agency check` lists misses",
+        'date_formats: ["%d/%m/%Y", "%d-%m-%Y", "%Y-%m-%d"]  # TODO check against the file',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_draft(result: Draft, directory: Path, overwrite: bool = False) -> Path:
+    target = directory / f"{result.code}.yaml"
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; use --force to overwrite or --stdout to print")
+    target.write_text(result.text, encoding="utf-8")
+    return target
