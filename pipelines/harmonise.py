@@ -68,7 +68,7 @@ def hints(schema: PlacementSchema | None = None) -> dict[str, tuple[str, str]]:
             rid = template.replace("{field}", name) if name else template
             out[rid] = (spec["hint"]["id"], spec["hint"]["en"])
     for f in schema.fields:
-        required, hint = f.required_message()
+        _, hint = f.required_message()
         out[f"required.{f.name}"] = (hint.id, hint.en)
         for c in f.checks:
             out[c.rule_id] = (c.hint.id, c.hint.en)
@@ -153,7 +153,7 @@ def _harmonise(
         "batch": batch_id,
         "received": received_at,
     }
-    fingerprint_cols = ", ".join(f'coalesce(m."{c}", \'\')' for c in schema.mapped_field_names())
+    fingerprint_cols = ", ".join(f"coalesce(m.\"{c}\", '')" for c in schema.mapped_field_names())
     con.execute(
         f"""
         CREATE TEMP TABLE s AS
@@ -242,7 +242,9 @@ def _harmonise(
     return Harmonised(table.cast(schema.arrow_schema()), issues)
 
 
-def _issues(con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict, present: set[str]) -> pa.Table:
+def _issues(
+    con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict, present: set[str]
+) -> pa.Table:
     direct = set(schema.direct_identifiers())
     parts: list[str] = []
 
@@ -295,7 +297,9 @@ def _issues(con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict
     }
     for rule_id, condition in nik_rules.items():
         spec = rules()[rule_id]
-        add((rule_id, spec["severity"], spec["message"]["id"], spec["message"]["en"]), "nik", condition, "nik")
+        add(
+            (rule_id, spec["severity"], spec["message"]["id"], spec["message"]["en"]), "nik", condition, "nik"
+        )
     spec = rules()["region.regency_outside_province"]
     add(
         ("region.regency_outside_province", spec["severity"], spec["message"]["id"], spec["message"]["en"]),

@@ -64,7 +64,9 @@ def _normalised_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _blank_to_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Trimmed text, empty as null; the quote our rejected-rows files put before = + - @ is taken off again."""
     trimmed = pc.utf8_trim_whitespace(column)
+    trimmed = pc.replace_substring_regex(trimmed, r"^'([=+\-@])", r"\1")
     return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
 
 
@@ -123,13 +125,21 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
             columns[t.into] = pa.chunked_array([pa.array([t.constant] * table.num_rows, pa.string())])
             matched[t.into] = f"= {t.constant}"
             continue
-        sources = [t.split] if isinstance(t, SplitTransform) else [t.extract] if isinstance(t, RegexTransform) else t.join
+        sources = (
+            [t.split]
+            if isinstance(t, SplitTransform)
+            else [t.extract]
+            if isinstance(t, RegexTransform)
+            else t.join
+        )
         found = [_find(headers, [s]) for s in sources]
         if any(f is None for f in found):
             continue  # reported below as a missing field if nothing else provides it
         used.update(f for f in found if f)
         if isinstance(t, SplitTransform):
-            for target, part in zip(t.into, _split(table.column(found[0]), t.separator, len(t.into)), strict=True):
+            for target, part in zip(
+                t.into, _split(table.column(found[0]), t.separator, len(t.into)), strict=True
+            ):
                 if target and target not in columns:
                     columns[target], matched[target] = part, f"{found[0]} (split)"
         elif isinstance(t, RegexTransform):
@@ -154,7 +164,13 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
     for t in cfg.transforms:
         targets = t.into if isinstance(t, SplitTransform) else [t.into]
         if any(x in direct for x in targets if x):
-            src = t.split if isinstance(t, SplitTransform) else t.extract if isinstance(t, RegexTransform) else None
+            src = (
+                t.split
+                if isinstance(t, SplitTransform)
+                else t.extract
+                if isinstance(t, RegexTransform)
+                else None
+            )
             for s in [s for s in ([src] if src else getattr(t, "join", [])) if s]:
                 hit = _find(headers, [s])
                 if hit:

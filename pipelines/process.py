@@ -7,6 +7,7 @@ records, so nothing personal reaches Prefect's logs or result storage.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from dataclasses import dataclass
 from datetime import date
 
@@ -78,11 +79,9 @@ def process_file(
         received_at=entry.received_at,
     )
     try:
-        read = _read(raw, cfg)
-        lap("read")
+        read, mapped = _read_and_map(raw, cfg, schema)
+        lap("read_map")
         faults.point("process.after_read")
-        mapped = mapping.map_batch(read, cfg, schema)
-        lap("map")
     except FileRejected as rejected:
         ledger.finish(
             entry.sha256,
@@ -198,24 +197,33 @@ def process_file(
     )  # fmt: skip
 
 
-def _read(raw, cfg: AgencyConfig) -> readers.ReadResult:  # noqa: ANN001
-    """The agency's declared encoding and delimiter first; if the file says otherwise (a BOM, a resent
-    rejected-rows file saved as UTF-8 CSV), detection decides and the report says so."""
+RETRY_WITH_DETECTION = ("encoding_mismatch", "wrong_delimiter", "missing_columns", "sheet_not_found")
+
+
+def _read_and_map(raw: Path, cfg: AgencyConfig, schema) -> tuple[readers.ReadResult, mapping.MappedBatch]:  # noqa: ANN001
+    """The agency's declared layout first. When the file says otherwise (a resent rejected-rows file saved
+    as UTF-8 CSV with its header on row 1, a BOM), detection decides and the report says so; if detection
+    does no better, the original reason stands."""
     expected = mapping.expected_headers(cfg)
     try:
-        return readers.read_file(raw, cfg.read, expected)
+        read = readers.read_file(raw, cfg.read, expected)
+        return read, mapping.map_batch(read, cfg, schema)
     except FileRejected as exc:
-        if exc.code not in ("encoding_mismatch", "wrong_delimiter"):
+        pinned = cfg.read.model_dump(include={"encoding", "delimiter", "header_row", "sheet"}, exclude_none=True)
+        if exc.code not in RETRY_WITH_DETECTION or not pinned:
             raise
-        detected = readers.read_file(raw, cfg.read.model_copy(update={"encoding": None, "delimiter": None}), expected)
-    detected.warnings.append(
+        options = cfg.read.model_copy(update=dict.fromkeys(pinned))
+        try:
+            read = readers.read_file(raw, options, expected)
+            mapped = mapping.map_batch(read, cfg, schema)
+        except FileRejected:
+            raise exc from None
+    read.warnings.append(
         Bilingual(
-            f"Berkas tidak memakai encoding/pemisah yang tercatat ({cfg.read.encoding or '-'} / "
-            f"{cfg.read.delimiter or '-'}); dibaca sebagai {detected.encoding} / {detected.delimiter!r}.",
-            f"The file does not use the registered encoding/delimiter ({cfg.read.encoding or '-'} / "
-            f"{cfg.read.delimiter or '-'}); read as {detected.encoding} / {detected.delimiter!r}.",
+            f"Tata letak berkas berbeda dari yang terdaftar ({exc.code}); berkas dibaca dengan deteksi otomatis.",
+            f"The file's layout differs from the registered one ({exc.code}); it was read by detection.",
         )
     )
-    return detected
+    return read, mapped
 
 

@@ -257,6 +257,7 @@ def _copy_partitioned(con: duckdb.DuckDBPyConnection, select: str, folder: Path,
                       cols: Sequence[dictionary.Col]) -> None:
     """Write a record table as Parquet partitioned by departure year and month (partition columns kept in the
     files so each file stands alone). An empty table still gets one (empty) file, so its view has a schema."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
     con.execute(
         f"COPY ({select}) TO {_lit(str(folder))} "
         "(FORMAT parquet, PARTITION_BY (departure_year, departure_month), WRITE_PARTITION_COLUMNS true)"
@@ -291,13 +292,14 @@ def _build_records(con: duckdb.DuckDBPyConnection, parquet_dir: Path) -> None:
     )
     names = ", ".join(f"s.{f.name}" for f in schema.published_fields())
     cols = dictionary.record_columns(schema)
+    # staged_records reads only processed batches; a row whose batch_id disagrees fails batch_rows_reconcile
+    superseded = con.execute("SELECT count(*) FROM _losers").fetchone()[0]
+    drop = "ANTI JOIN _losers l ON l.batch_id = s.batch_id AND l.source_row = s.source_row" if superseded else ""
     _copy_partitioned(
         con,
         f"""SELECT {names}, year(s.departure_date)::INTEGER AS departure_year,
                    month(s.departure_date)::INTEGER AS departure_month
-            FROM staged_records s
-            SEMI JOIN _batches b ON b.batch_id = s.batch_id AND b.status = 'processed'
-            ANTI JOIN _losers l ON l.batch_id = s.batch_id AND l.source_row = s.source_row""",
+            FROM staged_records s {drop}""",
         parquet_dir / "placement_records",
         cols,
     )
@@ -713,6 +715,7 @@ def publish(
     try:
         con = duckdb.connect(str(building / "sdmi.duckdb"))
         try:
+            con.execute("SET preserve_insertion_order = false")  # less memory and more parallel writes
             _load_inputs(con, zones, batches)
             extra = _build_reference(con, agencies, codelists_dir)
             say("placement_records: latest version of each record")
@@ -734,10 +737,16 @@ def publish(
             _release_columns(con, building)
             audits = _run_audits(con, sql_dir)
             audits.append(_gx_validate(con))
-            # the record tables become views over the release's Parquet at its final path
-            for name, cols in (("placement_records", dictionary.record_columns()),
-                               ("placements", dictionary.placement_columns())):
-                _parquet_view(con, name, final / "parquet" / name, cols)
+            # The record tables become views over the release's Parquet at its final path. DuckDB binds a view
+            # when it is created, so the final name briefly points at the building folder (no manifest there:
+            # list_releases and switch ignore it).
+            os.symlink(building.name, final)
+            try:
+                for name, cols in (("placement_records", dictionary.record_columns()),
+                                   ("placements", dictionary.placement_columns())):
+                    _parquet_view(con, name, final / "parquet" / name, cols)
+            finally:
+                final.unlink()
             _comment(con, [*dictionary.tables(), *extra])
             con.execute("CHECKPOINT")
         finally:

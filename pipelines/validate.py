@@ -125,7 +125,7 @@ def _gx():
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    except Exception:  # noqa: BLE001 - cosmetic only
+    except Exception:
         pass
     asset = context.data_sources.add_pandas("sdmi").add_dataframe_asset("harmonised")
     return gx, context, asset.add_batch_definition_whole_dataframe("batch")
@@ -140,16 +140,8 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return df
 
 
-def validate(
-    table: pa.Table,
-    cfg: AgencyConfig,
-    *,
-    run_date: date | None = None,
-    suite_path: Path = SUITE_PATH,
-    schema: PlacementSchema | None = None,
-) -> pa.Table:
-    """Run the suite (plus the agency's own expectations); one issue per failing row and rule."""
-    schema = schema or load_schema()
+def suite_for(cfg: AgencyConfig, suite_path: Path = SUITE_PATH) -> dict:
+    """The committed suite plus the agency's own expectations (a copy: the committed JSON is never touched)."""
     suite_dict = json.loads(json.dumps(_committed_suite(str(suite_path))))
     for extra in cfg.expectations:
         suite_dict["expectations"].append(
@@ -166,19 +158,51 @@ def validate(
             }
         )
     suite_dict["name"] = f"placement_harmonised__{cfg.agency}"
-    parameters = {
-        "run_date": pd.Timestamp(run_date or date.today()),
-        "data_begins": pd.Timestamp(cfg.data_begins),
-    }
-    df = _to_pandas(table)
+    return suite_dict
+
+
+def parameters_for(cfg: AgencyConfig, run_date: date | None = None) -> dict:
+    return {"run_date": pd.Timestamp(run_date or date.today()), "data_begins": pd.Timestamp(cfg.data_begins)}
+
+
+def validate(
+    table: pa.Table,
+    cfg: AgencyConfig,
+    *,
+    run_date: date | None = None,
+    suite_path: Path = SUITE_PATH,
+    schema: PlacementSchema | None = None,
+) -> pa.Table:
+    """Run the suite (plus the agency's own expectations); one issue per failing row and rule."""
+    schema = schema or load_schema()
+    result = run_suite(_to_pandas(table), suite_for(cfg, suite_path), parameters_for(cfg, run_date))
     rows: list[tuple] = []
+    for r in result.results:
+        meta = r.expectation_config.meta
+        if _raised(r.exception_info):
+            raise RuntimeError(f"GX could not evaluate rule {meta['rule_id']}: a bug, not a data problem")
+        if r.success:
+            continue
+        for entry in r.result.get("unexpected_index_list") or []:
+            for source_row in (
+                entry["source_row"] if isinstance(entry["source_row"], list) else [entry["source_row"]]
+            ):
+                rows.append(
+                    (int(source_row), meta["rule_id"], meta["severity"], meta["field"], meta["message_id"],
+                     meta["message_en"])
+                )  # fmt: skip
+    return _with_values(table, rows, set(schema.direct_identifiers()))
+
+
+def run_suite(df: pd.DataFrame, suite_dict: dict, parameters: dict) -> Any:
+    """One `validate()` call for the whole suite; failing rows by source_row, values never echoed."""
     with _GX_LOCK:
-        gx, context, batch_definition = _gx()
+        _, _, batch_definition = _gx()
         from great_expectations.core.expectation_suite import ExpectationSuite
 
         suite = ExpectationSuite(**suite_dict)
         batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
-        result = batch.validate(
+        return batch.validate(
             suite,
             expectation_parameters=parameters,
             result_format={
@@ -189,19 +213,6 @@ def validate(
                 "return_unexpected_index_query": False,
             },
         )
-    for r in result.results:
-        meta = r.expectation_config.meta
-        if _raised(r.exception_info):
-            raise RuntimeError(f"GX could not evaluate rule {meta['rule_id']}: a bug, not a data problem")
-        if r.success:
-            continue
-        for entry in r.result.get("unexpected_index_list") or []:
-            for source_row in entry["source_row"] if isinstance(entry["source_row"], list) else [entry["source_row"]]:
-                rows.append(
-                    (int(source_row), meta["rule_id"], meta["severity"], meta["field"], meta["message_id"],
-                     meta["message_en"])
-                )  # fmt: skip
-    return _with_values(table, rows, set(schema.direct_identifiers()))
 
 
 def _raised(info: dict | None) -> bool:

@@ -6,7 +6,6 @@ import csv
 import os
 import shutil
 import time
-from pathlib import Path
 
 import duckdb
 import pytest

@@ -60,11 +60,13 @@ def test_a_file_still_being_written_by_another_process_is_not_stable(tmp_path):
     zones, _ = _zones(tmp_path)
     target = zones.inbox / "bp2mi_siskop2mi" / "slow.csv"
     target.parent.mkdir(parents=True)
-    writer = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys,time\nf=open(sys.argv[1],'wb')\nfor i in range(30):\n f.write(b'row\\n'); f.flush(); time.sleep(0.1)",
-         str(target)],
-    )  # fmt: skip
+    slow_writer = (
+        "import sys, time\n"
+        "f = open(sys.argv[1], 'wb')\n"
+        "for i in range(30):\n"
+        "    f.write(b'row\\n'); f.flush(); time.sleep(0.1)"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", slow_writer, str(target)])
     try:
         time.sleep(0.5)
         assert target.exists()

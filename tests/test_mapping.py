@@ -9,7 +9,9 @@ from pipelines.readers import ReadResult
 
 def _read(columns: dict[str, list]) -> ReadResult:
     n = len(next(iter(columns.values())))
-    table = pa.table({**{k: pa.array(v, pa.string()) for k, v in columns.items()}, "_source_row": list(range(2, n + 2))})
+    table = pa.table(
+        {**{k: pa.array(v, pa.string()) for k, v in columns.items()}, "_source_row": list(range(2, n + 2))}
+    )
     return ReadResult(table=table, header=list(columns), header_row=1, format="csv")
 
 
@@ -31,7 +33,9 @@ def _cfg(**extra) -> AgencyConfig:
 
 
 def test_headers_match_aliases_regardless_of_case_spacing_and_punctuation():
-    read = _read({"  nik ": ["1"], "NEGARA-TUJUAN": ["Jepang"], "tgl. berangkat": ["1/2/2024"], "l / p": ["P"]})
+    read = _read(
+        {"  nik ": ["1"], "NEGARA-TUJUAN": ["Jepang"], "tgl. berangkat": ["1/2/2024"], "l / p": ["P"]}
+    )
     mapped = map_batch(read, _cfg())
     assert mapped.table.column("destination_country").to_pylist() == ["Jepang"]
     assert mapped.matched["nik"] == "  nik "

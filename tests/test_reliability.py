@@ -6,7 +6,6 @@ run that was never interrupted; two runs at once; a file replaced while it is be
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -80,7 +79,7 @@ def test_two_runs_at_once_one_leaves_with_a_clear_message_and_nothing_is_process
     assert "another sdmi run or publish is in progress" in loser.stderr
     winner = next(r for r in runs if r is not loser)
     assert winner.normal, winner.stderr[-800:]
-    summary = json.loads(winner.stdout)
+    summary = winner.summary
     ledger = Ledger(Zones(home).ledger_db)
     assert summary["received"] == len(ledger.files()) == len({f.sha256 for f in ledger.files()})
     assert [r["outcome"] for r in ledger.receipts()] == ["new"] * len(ledger.files())

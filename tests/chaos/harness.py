@@ -62,6 +62,16 @@ class RunResult:
         return self.returncode == -signal.SIGKILL
 
     @property
+    def summary(self) -> dict:
+        """The `--json` summary: the last stdout line (progress lines come before it)."""
+        import json
+
+        lines = [line for line in self.stdout.splitlines() if line.startswith("{")]
+        if not lines:
+            raise AssertionError(f"no JSON summary (exit {self.returncode}): {self.stderr[-800:]}")
+        return json.loads(lines[-1])
+
+    @property
     def normal(self) -> bool:
         """0 (fine) or 1 (an agency must act): the run finished its work."""
         return self.returncode in (0, 1)

@@ -1,0 +1,55 @@
+"""`make bench` runs end to end on a small inbox and reports every field the README table needs.
+
+Behaviour only: the figures at 2,000 rows mean nothing (start-up dominates); benchmarks are not tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("dlt", reason="the peer needs the bench extra: pip install -e '.[bench]'")
+
+from pipelines import bench  # noqa: E402
+
+
+def test_measure_reports_tree_rss_and_cpu(tmp_path: Path) -> None:
+    import sys
+
+    m = bench.measure([sys.executable, "-c", "x = bytearray(64 << 20); print('{\"ok\": 1}')"])
+    assert m.returncode == 0
+    assert bench._last_json(m.stdout) == {"ok": 1}
+    assert m.peak_rss >= 64 << 20 or m.wall_s < 0.2  # a very fast child may end before the first poll
+    assert m.cpu_s >= 0
+
+
+@pytest.mark.slow
+def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_home: Path) -> None:
+    result = bench.main(
+        ["--rows", "2000", "--repeat", "1", "--out", str(tmp_path / "bench"), "--prefect-home", str(prefect_home)]
+    )
+    written = json.loads((tmp_path / "bench" / "bench-2000.json").read_text(encoding="utf-8"))
+    assert written["rows_total"] == 2000
+    # the three paths read the same UTF-8 CSV files
+    assert written["agencies"] == ["bp2mi_siskop2mi"]
+    rows = written["measured_rows"]
+    for path in ("floor", "peer", "pipeline"):
+        r = written[path]
+        assert r["rows"] == rows, path
+        for key in ("rows_per_s", "work_s", "wall_s", "startup_s", "cpu_s", "peak_rss_bytes"):
+            assert r[key] is not None and r[key] >= 0, (path, key)
+        assert r["wall_s"] >= r["work_s"]
+    stages = written["pipeline"]["stages"]
+    for stage in bench.STAGES:
+        assert stage in stages, stage
+    assert stages["total"] == written["pipeline"]["work_s"]
+    assert {"pipeline_vs_floor", "pipeline_vs_peer", "validate_share"} <= set(written["ratios"])
+    assert written["republish"]["records"] > 0 and written["republish"]["wall_s"] > 0
+    assert written["empty_inbox"]["files"] == 0 and written["empty_inbox"]["wall_s"] > 0
+    assert "checked" in written["targets"] and "missed" in written["targets"]
+    assert "pipeline / floor" in result["table"]
+    # homes are cleaned up; the generated inputs are kept for the next run
+    assert not any((tmp_path / "bench" / "homes").glob("pipeline-*"))
+    assert (tmp_path / "bench" / "input-2000" / "generated.json").exists()

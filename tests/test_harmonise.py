@@ -1,0 +1,171 @@
+"""Harmonisation on the spellings and mistakes agencies really send."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, date, datetime
+
+import pyarrow as pa
+import pytest
+
+from pipelines.config import AgencyConfig
+from pipelines.harmonise import harmonise
+from pipelines.keys import load_secret
+
+NIK_WOMAN = "3507014507950001"  # Kab. Malang, born 05-07-1995, woman (45 = 5 + 40)
+NIK_MAN = "3301011203900002"  # Kab. Cilacap, born 12-03-1990, man
+
+
+def _cfg(**extra) -> AgencyConfig:
+    base = {
+        "agency": "test_agency",
+        "name": "Test",
+        "kind": "district",
+        "priority": 9,
+        "columns": {"nik": ["NIK"], "destination_country": ["Negara"], "departure_date": ["Tgl"]},
+        "date_formats": ["%d/%m/%Y", "%d %B %Y", "%d %b %Y"],
+    }
+    base.update(extra)
+    return AgencyConfig.model_validate(base)
+
+
+def _run(rows: list[dict], key_file, **cfg):
+    names = sorted({k for r in rows for k in r})
+    table = pa.table(
+        {
+            **{n: pa.array([r.get(n) for r in rows], pa.string()) for n in names},
+            "_source_row": pa.array(range(2, len(rows) + 2), pa.int64()),
+        }
+    )
+    return harmonise(
+        table,
+        _cfg(**cfg),
+        sha256="f" * 64,
+        batch_id="test_agency-ffff",
+        received_at=datetime(2025, 1, 1, tzinfo=UTC),
+        secret=load_secret(key_file),
+    )
+
+
+def _row(result, n=0) -> dict:
+    return result.table.slice(n, 1).to_pylist()[0]
+
+
+def _rules(result) -> set[str]:
+    return set(result.issues.column("rule_id").to_pylist())
+
+
+BASE = {"nik": NIK_WOMAN, "destination_country": "Hong Kong", "departure_date": "17/08/2024"}
+
+
+def test_clean_row_is_typed_and_coded_without_issues(key_file):
+    result = _run([{**BASE, "birth_date": "05/07/1995", "sex": "P"}], key_file)
+    row = _row(result)
+    assert row["destination_country"] == "HKG"
+    assert row["departure_date"] == date(2024, 8, 17)
+    assert row["age_at_departure"] == 29
+    assert row["birth_year"] == 1995
+    assert result.issues.num_rows == 0
+
+
+def test_sex_and_birth_date_are_filled_from_the_nik_when_missing(key_file):
+    row = _row(_run([BASE], key_file))
+    assert row["sex"] == "F"
+    assert row["birth_date"] == date(1995, 7, 5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "rule"),
+    [
+        ({"sex": "L"}, "nik.sex_mismatch"),
+        ({"birth_date": "06/07/1995"}, "nik.birth_date_mismatch"),
+        ({"nik": "9907014507950001"}, "nik.province"),
+        ({"nik": "3507019907950001"}, "nik.birth_digits"),
+    ],
+)
+def test_nik_that_disagrees_with_the_record_is_a_row_problem(key_file, extra, rule):
+    result = _run([{**BASE, **extra}], key_file)
+    assert rule in _rules(result)
+    issue = [i for i in result.issues.to_pylist() if i["rule_id"] == rule][0]
+    assert issue["severity"] == "critical"
+    assert issue["value"] is None  # the NIK is never echoed
+
+
+def test_nik_with_spaces_and_dots_is_normalised(key_file):
+    spaced = _run([{**BASE, "nik": "3507.0145 0795-0001"}], key_file)
+    plain = _run([BASE], key_file)
+    assert _row(spaced)["nik"] == NIK_WOMAN
+    assert _row(spaced)["worker_key"] == _row(plain)["worker_key"]
+
+
+def test_worker_key_is_hmac_of_the_tagged_nik_or_passport(key_file):
+    key = key_file.read_bytes().strip()
+    by_nik = _row(_run([BASE], key_file))["worker_key"]
+    assert by_nik == hmac.new(key, f"nik:{NIK_WOMAN}".encode(), hashlib.sha256).hexdigest()
+    by_passport = _row(_run([{**BASE, "nik": None, "passport_number": "c 1234567"}], key_file))["worker_key"]
+    assert by_passport == hmac.new(key, b"passport:C1234567", hashlib.sha256).hexdigest()
+
+
+def test_record_key_uses_the_agency_record_id_or_a_keyed_fingerprint(key_file):
+    with_id = _row(_run([{**BASE, "source_record_id": " REG-1 "}], key_file))
+    assert with_id["record_key"] == "test_agency:REG-1"
+    a = _row(_run([BASE], key_file))["record_key"]
+    b = _row(_run([BASE], key_file))["record_key"]
+    c = _row(_run([{**BASE, "departure_date": "18/08/2024"}], key_file))["record_key"]
+    assert a == b != c
+    assert a.startswith("test_agency:fp:") and NIK_WOMAN not in a
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("17 Agustus 2024", date(2024, 8, 17)), ("5 Agt 2024", date(2024, 8, 5)), ("1 Mei 2024", date(2024, 5, 1)),
+     ("3 Okt 2024", date(2024, 10, 3)), ("24 Des 2024", date(2024, 12, 24)), ("2024-08-17", date(2024, 8, 17))],
+)  # fmt: skip
+def test_indonesian_month_names_and_iso_dates_parse(key_file, text, expected):
+    assert _row(_run([{**BASE, "departure_date": text}], key_file))["departure_date"] == expected
+
+
+def test_impossible_date_is_quarantined_not_guessed(key_file):
+    result = _run([{**BASE, "departure_date": "31/02/2024"}], key_file)
+    assert _row(result)["departure_date"] is None
+    issue = [i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.bad_date.departure_date"][0]
+    assert issue["severity"] == "critical" and issue["value"] == "31/02/2024"
+
+
+def test_unknown_country_is_a_critical_problem_with_suggestions(key_file):
+    result = _run([{**BASE, "destination_country": "Hongkongg Raya"}], key_file)
+    assert _row(result)["destination_country"] is None
+    issue = [i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.unknown_code.destination_country"][0]
+    assert issue["severity"] == "critical"
+    assert "Hongkongg Raya" in issue["message_en"]
+
+
+def test_fuzzy_match_is_used_but_recorded_as_a_warning_with_its_score(key_file):
+    result = _run([{**BASE, "destination_country": "Malaysiaa"}], key_file)
+    assert _row(result)["destination_country"] == "MYS"
+    issue = [i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.fuzzy_match.destination_country"][0]
+    assert issue["severity"] == "warning" and "MYS" in issue["message_en"]
+
+
+def test_deliberately_ambiguous_job_title_is_a_warning_and_no_code(key_file):
+    result = _run([{**BASE, "occupation_title": "Worker"}], key_file)
+    assert _row(result)["occupation_code"] is None
+    assert "harmonise.ambiguous_code.occupation_code" in _rules(result)
+
+
+def test_regions_are_coded_and_province_filled_from_the_regency(key_file):
+    row = _row(_run([{**BASE, "origin_regency_code": "KAB. MALANG"}], key_file))
+    assert row["origin_regency_code"] == "3507"
+    assert row["origin_province_code"] == "35"
+
+
+def test_contract_length_in_words_is_read_and_nonsense_is_a_warning(key_file):
+    result = _run([{**BASE, "contract_months": "24 bulan"}, {**BASE, "contract_months": "dua tahun"}], key_file)
+    assert result.table.column("contract_months").to_pylist() == [24, None]
+    assert "harmonise.bad_number.contract_months" in _rules(result)
+
+
+def test_recruitment_agency_names_are_normalised(key_file):
+    row = _row(_run([{**BASE, "recruitment_agency": "PT.  Maju-Bersama  perkasa"}], key_file))
+    assert row["recruitment_agency"] == "PT MAJU BERSAMA PERKASA"

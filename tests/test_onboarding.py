@@ -1,0 +1,123 @@
+"""`sdmi agency check` (a dry run that writes nothing) and `sdmi agency new` (a draft mapping)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipelines import config, demo, onboarding
+from pipelines.cli import app
+from pipelines.problems import ConfigError
+
+P3MI = "p3mi_mitra_sejahtera"
+SISKOP = "bp2mi_siskop2mi"
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory) -> tuple[Path, demo.DemoTruth]:
+    directory = tmp_path_factory.mktemp("samples")
+    return directory, demo.generate(directory, rows=1000)
+
+
+def _file(samples: tuple[Path, demo.DemoTruth], agency: str) -> Path:
+    return sorted((samples[0] / agency).iterdir())[0]
+
+
+def _files_under(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*")] if path.exists() else []
+
+
+def test_agency_check_writes_nothing_under_sdmi_home(samples, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("SDMI_HOME", str(home))
+    result = CliRunner().invoke(app, ["agency", "check", "--agency", P3MI, str(_file(samples, P3MI)), "--json"])
+    assert result.exit_code in (0, 1), result.output
+    assert _files_under(home) == []
+
+
+def test_agency_check_masks_identifiers_in_the_preview(samples):
+    report = onboarding.check(_file(samples, P3MI), config.agency(P3MI), preview_rows=3)
+    assert len(report.preview) == 3
+    for row in report.preview:
+        for name in ("nik", "full_name", "passport_number", "birth_date"):
+            assert row.get(name) in (onboarding.MASK, None)
+    shown = json.dumps(report.as_dict(), default=str)
+    assert not [x for x in samples[1].identifiers if x and x in shown]
+
+
+def test_agency_check_counts_rows_per_rule_and_reconciles(samples):
+    report = onboarding.check(_file(samples, P3MI), config.agency(P3MI))
+    assert report.rows_read == samples[1].rows_by_file[f"{P3MI}/{_file(samples, P3MI).name}"]
+    assert report.rows_read == report.rows_accepted + report.rows_quarantined
+    critical = {r.rule_id for r in report.rules if r.severity == "critical"}
+    assert critical and all(r.rows > 0 for r in report.rules)
+    assert report.rows_quarantined > 0 and report.exit_code == 1
+
+
+def test_agency_check_lists_matched_and_unmatched_columns(samples, tmp_path):
+    source = _file(samples, SISKOP)
+    lines = source.read_text(encoding="utf-8").splitlines()
+    extra = tmp_path / "extra.csv"
+    extra.write_text("\n".join([lines[0] + ",Catatan Petugas"] + [x + ",-" for x in lines[1:20]]), encoding="utf-8")
+    report = onboarding.check(extra, config.agency(SISKOP))
+    assert report.matched["nik"] and report.matched["destination_country"]
+    assert report.unmatched_headers == ["Catatan Petugas"]
+
+
+def test_agency_check_reports_a_file_that_would_be_rejected(tmp_path):
+    junk = tmp_path / "junk.csv"
+    junk.write_text("a,b\n1,2\n", encoding="utf-8")
+    report = onboarding.check(junk, config.agency(P3MI))
+    assert report.rejected and report.exit_code == 1
+
+
+def test_agency_new_drafts_a_mapping_that_loads(samples, tmp_path):
+    drafted = onboarding.draft("agensi_baru", _file(samples, SISKOP))
+    assert drafted.todo_required == []
+    path = tmp_path / "agensi_baru.yaml"
+    path.write_text(drafted.text, encoding="utf-8")
+    cfg = config.load_agency_file(path)
+    assert cfg.columns["nik"] == [drafted.matched["nik"]]
+    assert cfg.record_id == [drafted.matched["source_record_id"]]
+
+
+def test_drafted_mapping_processes_the_sample_like_the_onboarded_one(samples, tmp_path):
+    source = _file(samples, SISKOP)
+    path = tmp_path / "agensi_baru.yaml"
+    path.write_text(onboarding.draft("agensi_baru", source).text, encoding="utf-8")
+    drafted = onboarding.check(source, config.load_agency_file(path))
+    assert drafted.rejected is None
+    assert drafted.rows_read == onboarding.check(source, config.agency(SISKOP)).rows_read
+
+
+def test_agency_new_leaves_a_missing_required_field_as_todo_until_resolved(tmp_path):
+    sample = tmp_path / "tanpa_negara.csv"
+    sample.write_text("NIK;Nama;Tanggal Berangkat\n3201010101900001;Siti;01/02/2024\n", encoding="utf-8")
+    drafted = onboarding.draft("agensi_baru", sample)
+    assert "destination_country" in drafted.todo_required
+    path = tmp_path / "agensi_baru.yaml"
+    path.write_text(drafted.text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="destination_country"):
+        config.load_agency_file(path)
+    resolved = yaml.safe_load(drafted.text)
+    resolved["columns"] = {k: v for k, v in resolved["columns"].items() if v is not None}
+    resolved["columns"]["destination_country"] = ["Negara"]
+    path.write_text(yaml.safe_dump(resolved), encoding="utf-8")
+    assert config.load_agency_file(path).columns["destination_country"] == ["Negara"]
+
+
+def test_agency_new_stdout_prints_the_draft_and_writes_no_file(samples):
+    before = sorted(p.name for p in config.settings.AGENCIES_DIR.iterdir())
+    result = CliRunner().invoke(app, ["agency", "new", "agensi_baru", "--from", str(_file(samples, P3MI)), "--stdout"])
+    assert result.exit_code == 0, result.output
+    assert "agency: agensi_baru" in result.output and "# TODO" in result.output
+    assert sorted(p.name for p in config.settings.AGENCIES_DIR.iterdir()) == before
+
+
+def test_agency_new_refuses_to_overwrite_an_onboarded_agency(samples):
+    result = CliRunner().invoke(app, ["agency", "new", P3MI, "--from", str(_file(samples, P3MI))])
+    assert result.exit_code == 3

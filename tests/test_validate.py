@@ -1,0 +1,135 @@
+"""The GX suite: derived from the schema, loaded without churn, row-level failures without echoing identifiers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import pyarrow as pa
+
+from pipelines import validate
+from pipelines.config import AgencyConfig
+from pipelines.generated import artefacts
+from pipelines.harmonise import harmonise
+from pipelines.keys import load_secret
+from pipelines.schema import load_schema
+
+NIK = "3507014507950001"
+
+
+def _cfg(**extra) -> AgencyConfig:
+    base = {
+        "agency": "test_agency",
+        "name": "Test",
+        "kind": "district",
+        "priority": 9,
+        "data_begins": "2010-01-01",
+        "columns": {"nik": ["NIK"], "destination_country": ["Negara"], "departure_date": ["Tgl"]},
+    }
+    base.update(extra)
+    return AgencyConfig.model_validate(base)
+
+
+def _harmonised(rows: list[dict], key_file, cfg: AgencyConfig | None = None) -> pa.Table:
+    names = sorted({k for r in rows for k in r})
+    table = pa.table(
+        {
+            **{n: pa.array([r.get(n) for r in rows], pa.string()) for n in names},
+            "_source_row": pa.array(range(2, len(rows) + 2), pa.int64()),
+        }
+    )
+    return harmonise(
+        table,
+        cfg or _cfg(),
+        sha256="e" * 64,
+        batch_id="b",
+        received_at=datetime(2025, 1, 1, tzinfo=UTC),
+        secret=load_secret(key_file),
+    ).table
+
+
+GOOD = {"nik": NIK, "destination_country": "Taiwan", "departure_date": "01/03/2024", "source_record_id": "A"}
+
+
+def test_committed_generated_artefacts_match_the_schema():
+    drifted = [str(p) for p, text in artefacts().items() if not p.exists() or p.read_text(encoding="utf-8") != text]
+    assert drifted == [], "run `make generate` (sdmi schema generate) and commit the result"
+
+
+def test_suite_has_a_rule_for_every_required_field_codelist_and_check():
+    schema = load_schema()
+    rule_ids = {e["meta"]["rule_id"] for e in validate.build_suite()["expectations"]}
+    for f in schema.fields:
+        assert (f"required.{f.name}" in rule_ids) == f.required
+        assert (f"codelist.{f.name}" in rule_ids) == bool(f.codelist)
+        for c in f.checks:
+            assert c.rule_id in rule_ids
+    for e in validate.build_suite()["expectations"]:
+        assert e["meta"]["severity"] in ("critical", "warning")
+        assert e["meta"]["message_id"] and e["meta"]["message_en"]
+
+
+def test_running_the_suite_does_not_rewrite_the_committed_json(key_file):
+    before = validate.SUITE_PATH.read_bytes()
+    validate.validate(_harmonised([GOOD], key_file), _cfg())
+    assert validate.SUITE_PATH.read_bytes() == before
+    assert "id" not in json.loads(before)["expectations"][0]
+
+
+def test_failing_rows_come_back_by_source_row_with_their_rules(key_file):
+    rows = [
+        GOOD,
+        {**GOOD, "source_record_id": "B", "nik": "350701450795001"},  # 15 digits
+        {**GOOD, "source_record_id": "C", "birth_date": "01/01/2010", "nik": None, "passport_number": "X1234567"},
+        {**GOOD, "source_record_id": "A"},  # the same record id twice in one file
+        {**GOOD, "source_record_id": "D", "departure_date": "01/03/2026"},
+    ]
+    issues = validate.validate(_harmonised(rows, key_file), _cfg(), run_date=date(2025, 1, 1)).to_pylist()
+    by_rule = {}
+    for i in issues:
+        by_rule.setdefault(i["rule_id"], set()).add(i["source_row"])
+    assert by_rule["nik.format"] == {3}
+    assert by_rule["age.minimum_18"] == {4}
+    assert by_rule["record_key.unique_in_batch"] == {2, 5}
+    assert by_rule["departure_date.range"] == {6}
+    assert all(i["severity"] == "critical" for i in issues)
+
+
+def test_departure_before_the_agency_data_begins_fails(key_file):
+    table = _harmonised([{**GOOD, "departure_date": "01/03/2005"}], key_file)
+    issues = validate.validate(table, _cfg(), run_date=date(2025, 1, 1))
+    assert "departure_date.range" in issues.column("rule_id").to_pylist()
+
+
+def test_gx_results_never_echo_identifiers_of_failing_rows(key_file):
+    bad_niks = ["12345678901234X", "3507014507950"]
+    rows = [{**GOOD, "source_record_id": str(i), "nik": n} for i, n in enumerate(bad_niks)]
+    table = _harmonised(rows, key_file)
+    cfg = _cfg()
+    result = validate.run_suite(validate._to_pandas(table), validate.suite_for(cfg), validate.parameters_for(cfg))
+    text = json.dumps(result.to_json_dict(), default=str)
+    assert "nik.format" in text  # the rule did fail
+    for nik in bad_niks:
+        assert nik not in text
+    issues = validate.validate(table, cfg)
+    assert all(v is None for v, f in zip(issues["value"].to_pylist(), issues["field"].to_pylist()) if f == "nik")
+
+
+def test_warning_rule_keeps_the_row_and_agency_expectations_apply(key_file):
+    cfg = _cfg(
+        expectations=[
+            {
+                "rule_id": "test_agency.only_asia",
+                "expectation": "expect_column_values_to_be_in_set",
+                "kwargs": {"column": "destination_country", "value_set": ["HKG", "MYS"]},
+                "severity": "warning",
+                "message_id": "Negara di luar Asia.",
+                "message_en": "Destination outside Asia.",
+            }
+        ]
+    )
+    table = _harmonised([{**GOOD, "contract_months": "120"}], key_file, cfg)
+    issues = {i["rule_id"]: i for i in validate.validate(table, cfg).to_pylist()}
+    assert issues["contract_months.range"]["severity"] == "warning"
+    assert issues["contract_months.range"]["value"] == "120"
+    assert issues["test_agency.only_asia"]["severity"] == "warning"
