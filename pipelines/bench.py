@@ -107,53 +107,52 @@ class Measured:
 
 def measure(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Measured:
     """Run a child process; poll the RSS of its whole tree; return wall, peak RSS, CPU seconds, output."""
-    out = tempfile.TemporaryFile()
-    err = tempfile.TemporaryFile()
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err)
-    peak = peak_single = 0
-    done = threading.Event()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err)
+        peak = peak_single = 0
+        done = threading.Event()
 
-    def poll() -> None:
-        nonlocal peak, peak_single
-        try:
-            root = psutil.Process(proc.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not done.is_set():
-            total = 0
+        def poll() -> None:
+            nonlocal peak, peak_single
             try:
-                procs = [root, *root.children(recursive=True)]
+                root = psutil.Process(proc.pid)
             except psutil.NoSuchProcess:
-                break
-            for p in procs:
+                return
+            while not done.is_set():
+                total = 0
                 try:
-                    rss = p.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                    continue
-                total += rss
-                peak_single = max(peak_single, rss)
-            peak = max(peak, total)
-            done.wait(POLL_SECONDS)
+                    procs = [root, *root.children(recursive=True)]
+                except psutil.NoSuchProcess:
+                    break
+                for p in procs:
+                    try:
+                        rss = p.memory_info().rss
+                    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                        continue
+                    total += rss
+                    peak_single = max(peak_single, rss)
+                peak = max(peak, total)
+                done.wait(POLL_SECONDS)
 
-    watcher = threading.Thread(target=poll, daemon=True)
-    watcher.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    done.set()
-    watcher.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out.seek(0)
-    err.seek(0)
-    return Measured(
-        wall_s=wall,
-        peak_rss=peak,
-        peak_rss_single=peak_single,
-        cpu_s=usage.ru_utime + usage.ru_stime,
-        returncode=proc.returncode,
-        stdout=out.read().decode("utf-8", "replace"),
-        stderr=err.read().decode("utf-8", "replace"),
-    )
+        watcher = threading.Thread(target=poll, daemon=True)
+        watcher.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        done.set()
+        watcher.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Measured(
+            wall_s=wall,
+            peak_rss=peak,
+            peak_rss_single=peak_single,
+            cpu_s=usage.ru_utime + usage.ru_stime,
+            returncode=proc.returncode,
+            stdout=out.read().decode("utf-8", "replace"),
+            stderr=err.read().decode("utf-8", "replace"),
+        )
 
 
 def _last_json(text: str) -> dict:
@@ -282,9 +281,7 @@ def run_peer(folder: Path, glob: str, work: Path, env: dict[str, str]) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     peer_env = {**env, "DLT_DATA_DIR": str(work / "dlt"), "DLT_PROJECT_DIR": str(work)}
-    m = measure(
-        [sys.executable, "-c", PEER_SCRIPT, folder.resolve().as_uri(), glob, str(work)], env=peer_env, cwd=work
-    )
+    m = measure([sys.executable, "-c", PEER_SCRIPT, folder.resolve().as_uri(), glob, str(work)], env=peer_env, cwd=work)
     _check(m, "peer (dlt)")
     child = _last_json(m.stdout)
     shutil.rmtree(work, ignore_errors=True)
@@ -321,7 +318,8 @@ def run_pipeline(
     out = _result(m, int(summary.get("rows_read") or 0), total)
     out.update(
         exit_code=m.returncode,
-        stages={k: timings.get(k) for k in (*STAGES, "files", "total") if k in timings},
+        # known stages first, then whatever else the flow timed (e.g. a combined "read_map"), wall times last
+        stages={k: timings[k] for k in sorted(timings, key=lambda k: (k in ("files", "total"), _stage_order(k)))},
         files=summary.get("received"),
         processed=summary.get("processed"),
         held=summary.get("held"),
@@ -335,6 +333,13 @@ def run_pipeline(
     if summary.get("errors") or summary.get("publish_failed"):
         raise RuntimeError(f"sdmi run reported errors: {json.dumps(summary)[:2000]}")
     return out
+
+
+def _stage_order(name: str) -> int:
+    for i, stage in enumerate(STAGES):
+        if name == stage or name.startswith(stage + "_"):
+            return i
+    return len(STAGES)
 
 
 def run_republish(home: Path, env: dict[str, str]) -> dict:
@@ -429,7 +434,8 @@ def table_text(result: dict) -> str:
         )
     if empty:
         lines.append(
-            f"empty inbox (sdmi run, nothing to do): {empty['wall_s']:.1f} s wall, of which flow {empty['work_s']:.2f} s"
+            f"empty inbox (sdmi run, nothing to do): {empty['wall_s']:.1f} s wall, "
+            f"of which flow {empty['work_s']:.2f} s"
         )
     if result.get("dask"):
         lines.append("")

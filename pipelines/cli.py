@@ -18,6 +18,9 @@ from pipelines.settings import Zones
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Prefect's temporary server (no PREFECT_API_URL) must start within 20 s by default; a first start migrates
+# its database and, on a busy 2-core machine, takes longer: the run then fails before touching a file.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 app = typer.Typer(help="SDMI — Satu Data Migrasi Internasional pipeline.", no_args_is_help=True, add_completion=False)
 agency_app = typer.Typer(help="Onboard agencies: check a sample file, draft a mapping.", no_args_is_help=True)
@@ -142,12 +145,21 @@ def run(
     wait: Annotated[float, typer.Option(help="seconds to wait for another run's lock")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
-    """One pass over the inbox, then publish. Exit 1 when a file was rejected or held."""
-    from pipelines.flows import WriterBusy
+    """One pass over the inbox, then publish. Exit 1 when a file was rejected or held.
+
+    With nothing to do (empty inbox, nothing in flight, release up to date) it returns without starting
+    Prefect: a scheduled run on an idle inbox costs about a second instead of a temporary server's start.
+    """
+    from pipelines import keys
+    from pipelines.locking import WriterBusy
+    from pipelines.status import idle_summary
 
     zones = _zones(home)
     try:
-        summary = _run(zones, key_file, publish, stable_seconds, wait)
+        keys.load_secret(keys.resolve_key_path(key_file))  # exit 3 without a sound key, even when idle
+        summary = idle_summary(zones, publish, wait) if zones.home.exists() else None
+        if summary is None:
+            summary = _run(zones, key_file, publish, stable_seconds, wait)
     except ConfigError as exc:
         _fail(str(exc))
     except WriterBusy as exc:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -22,32 +20,11 @@ from prefect.cache_policies import NO_CACHE
 from pipelines import config, inbox, keys, stage
 from pipelines import progress as events
 from pipelines.ledger import IN_FLIGHT, Ledger
+from pipelines.locking import WriterBusy, writer_lock  # noqa: F401 - WriterBusy is part of this module's API
 from pipelines.problems import ConfigError
 from pipelines.settings import Zones
 
 DEFAULT_STABLE_SECONDS = float(os.environ.get("SDMI_STABLE_SECONDS", "5"))
-
-
-class WriterBusy(RuntimeError):
-    """Another run or publish holds the writer lock."""
-
-
-@contextmanager
-def writer_lock(zones: Zones, wait_seconds: float = 0):
-    """One writer at a time over the whole data root; a second run waits or leaves with a clear message."""
-    zones.state.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(zones.lock_file))
-    try:
-        lock.acquire(timeout=wait_seconds)
-    except Timeout:
-        raise WriterBusy(
-            "Proses lain sedang berjalan (kunci penulis dipegang); coba lagi nanti atau pakai --wait / "
-            f"another sdmi run or publish is in progress (writer lock {zones.lock_file}); try later or use --wait"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def make_task_runner(kind: str | None = None, workers: int | None = None):
@@ -281,6 +258,10 @@ def ingest_flow(
                 summary.timings[stage_name] = round(summary.timings.get(stage_name, 0) + seconds, 4)
             events.emit("file_done", status=outcome["status"], rows=outcome["rows_read"])
         summary.timings["files"] = round(time.perf_counter() - started, 3)
+        if futures or summary.duplicates:
+            from pipelines import report
+
+            report.write_index(zones.reports)
         if publish and (futures or not zones.current.exists()):
             t0 = time.perf_counter()
             result = publish_flow(str(zones.home))

@@ -117,7 +117,8 @@ def process_file(
     )
     lap("harmonise")
     faults.point("process.after_harmonise")
-    gx_issues = validate.validate(harmonised.table, cfg, run_date=run_date, schema=schema)
+    docs_dir = report.report_dir(zones.reports, report.FileReport(**file_report, status="processed")) / "data_docs"
+    gx_issues = validate.validate(harmonised.table, cfg, run_date=run_date, schema=schema, docs_dir=docs_dir)
     lap("validate")
     issues = pa.concat_tables([_row_issues_masked(read.row_issues), harmonised.issues, gx_issues])
     accepted, quarantined, counts = stage.split(harmonised.table, issues, read.table, schema)

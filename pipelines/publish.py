@@ -250,7 +250,8 @@ def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, folder: Path, cols:
     """(Re)define a record table as a view over its Parquet files, typed and ordered as the catalogue says."""
     select = ", ".join(f"CAST({c.name} AS {c.sql_type}) AS {c.name}" for c in cols)
     glob = _lit(str(folder / "**" / "*.parquet"))
-    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {select} FROM read_parquet({glob}, hive_partitioning = false)")
+    source = f"read_parquet({glob}, hive_partitioning = false)"
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {select} FROM {source}")
 
 
 def _copy_partitioned(con: duckdb.DuckDBPyConnection, select: str, folder: Path,
@@ -598,7 +599,10 @@ def _gx_validate(con: duckdb.DuckDBPyConnection) -> AuditResult:
         """
     ).df()
     df["destination_country"] = df["destination_country"].astype("category")
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     asset = ctx.data_sources.add_pandas("warehouse").add_dataframe_asset("placement_records")
     batch = asset.add_batch_definition_whole_dataframe("release")
     suite = ctx.suites.add(gx.ExpectationSuite(name="published_placement_records"))
@@ -651,8 +655,9 @@ def _write_docs(release: Path, release_id: str, counts: Mapping[str, int], extra
             extra_res.append({
                 "name": t.name, "description": dictionary.bilingual(t.id, t.en), "path": files[t.name][0],
                 "format": "parquet", "mediatype": "application/vnd.apache.parquet",
-                "schema": {"fields": [{"name": c.name, "type": "string", "description": dictionary.bilingual(c.id, c.en)}
-                                      for c in t.columns]},
+                "schema": {"fields": [
+                    {"name": c.name, "type": "string", "description": dictionary.bilingual(c.id, c.en)}
+                    for c in t.columns]},
             })
     for name, m in public_meta.items():
         dims = [*m["page"], m["row"], m["col"]]
@@ -727,7 +732,8 @@ def publish(
             tables = [r[0] for r in con.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
                 "AND schema_name = 'main' ORDER BY 1").fetchall()]
-            counts = {t: con.execute(f"SELECT count(*) FROM {_ident(t)}").fetchone()[0] for t in tables}
+            counts = {t: con.execute(f"SELECT count(*) FROM {_ident(t)}").fetchone()[0]
+                      for t in [*RECORD_TABLES, *tables]}
             say("writing Parquet tables and open data")
             faults.point("publish.mid_build")
             _export_parquet(con, building, tables)

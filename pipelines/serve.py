@@ -18,7 +18,6 @@ archived copy, and the next run's `inbox.recover` + `stage.clean_leftovers` proc
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -34,8 +33,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from pipelines import flows
-from pipelines.ledger import FINAL, Ledger
 from pipelines.settings import Zones
+from pipelines.status import publish_needed
 
 SERVER_START_TIMEOUT = float(os.environ.get("SDMI_PREFECT_SERVER_TIMEOUT", "180"))
 
@@ -105,18 +104,6 @@ def start_local_server(port: int | None = None, timeout: float = SERVER_START_TI
 
 
 # ------------------------------------------------------------------------------------------ publish
-def publish_needed(zones: Zones) -> bool:
-    """True when the ledger's finished files differ from what the current release was built from."""
-    if not zones.ledger_db.exists():
-        return False
-    finished = {(e.sha256, e.status) for e in Ledger(zones.ledger_db).files(status=FINAL)}
-    manifest = zones.current / "manifest.json"
-    if not manifest.exists():
-        return bool(finished)
-    batches = json.loads(manifest.read_text(encoding="utf-8")).get("batches") or []
-    return finished != {(b["sha256"], b["status"]) for b in batches}
-
-
 @flow(name="sdmi-scheduled-publish", log_prints=False)
 def scheduled_publish_flow(home: str | None = None, keep: int = 5, wait_for_lock: float = 300) -> dict:
     """Publish under the writer lock, and only when something changed: a schedule must not churn releases."""

@@ -13,7 +13,8 @@ from rich.table import Table
 
 from pipelines import config
 from pipelines.inbox import waiting_files
-from pipelines.ledger import IN_FLIGHT, Ledger
+from pipelines.ledger import FINAL, IN_FLIGHT, Ledger
+from pipelines.locking import writer_lock
 from pipelines.settings import Zones
 
 STUCK_AFTER = timedelta(minutes=30)
@@ -39,15 +40,67 @@ def collect(zones: Zones) -> dict:
         info["last_runs"] = ledger.runs(3)
     for agency, paths in waiting_files(zones, set(config.agencies())).items():
         info["inbox"][agency] = len(paths)
-    manifest = zones.current / "manifest.json"
-    if manifest.exists():
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        info["release"] = {
-            "id": data.get("release_id"),
-            "created_at": data.get("created_at"),
-            "counts": data.get("row_counts") or data.get("counts"),
-        }
+    info["release"] = collect_release(zones)
+    info["publish_pending"] = publish_needed(zones)
     return info
+
+
+def publish_needed(zones: Zones) -> bool:
+    """True when the ledger's finished files differ from what the current release was built from."""
+    if not zones.ledger_db.exists():
+        return False
+    finished = {(e.sha256, e.status) for e in Ledger(zones.ledger_db).files(status=FINAL)}
+    manifest = zones.current / "manifest.json"
+    if not manifest.exists():
+        return bool(finished)
+    batches = json.loads(manifest.read_text(encoding="utf-8")).get("batches") or []
+    return finished != {(b["sha256"], b["status"]) for b in batches}
+
+
+def idle_summary(zones: Zones, publish: bool, wait_seconds: float = 0) -> dict | None:
+    """A run's summary when there is provably nothing to do, else None.
+
+    Nothing to do: no file waiting in the inbox, none in flight, and (when publishing) a current release
+    built from exactly the finished files. Then `sdmi run` skips Prefect entirely (its import and its
+    temporary server cost seconds to tens of seconds); the writer lock is still taken, so a run while
+    another holds it still exits 4. Keys match flows.RunSummary.as_dict().
+    """
+    with writer_lock(zones, wait_seconds):
+        if waiting_files(zones, set(config.agencies())):
+            return None
+        if zones.ledger_db.exists() and Ledger(zones.ledger_db).files(status=IN_FLIGHT):
+            return None
+        release = collect_release(zones)
+        if publish and (release is None or publish_needed(zones)):
+            return None
+    counts = (release or {}).get("counts") or {}
+    summary: dict = dict.fromkeys(
+        ("received", "duplicates", "processed", "held", "rejected", "errors", "unstable", "rows_read",
+         "rows_accepted", "rows_quarantined", "rows_warned", "exit_code"), 0,
+    )  # fmt: skip
+    summary.update(
+        rows_published=counts.get("placement_records"),
+        placements_published=counts.get("placements"),
+        release_id=(release or {}).get("id"),
+        publish_failed=None,
+        not_onboarded=[],
+        files=[],
+        timings={"claim": 0.0, "total": 0.0},
+        idle=True,
+    )
+    return summary
+
+
+def collect_release(zones: Zones) -> dict | None:
+    manifest = zones.current / "manifest.json"
+    if not manifest.exists():
+        return None
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    return {
+        "id": data.get("release_id"),
+        "created_at": data.get("created_at"),
+        "counts": data.get("row_counts") or data.get("counts"),
+    }
 
 
 def render(info: dict, console: Console) -> None:
@@ -63,6 +116,8 @@ def render(info: dict, console: Console) -> None:
     console.print(f"current release: {rel['id']} at {rel['created_at']}" if rel else "no release published yet")
     if rel and rel.get("counts"):
         console.print("  " + ", ".join(f"{k}={v}" for k, v in rel["counts"].items()))
+    if info.get("publish_pending"):
+        console.print("[yellow]files finished since the current release: the next publish releases them[/yellow]")
     console.print(f"rows in quarantine: {info['quarantine']}")
     waiting = ", ".join(f"{a}: {n}" for a, n in info["inbox"].items()) or "none"
     console.print(f"waiting in inbox: {waiting}")

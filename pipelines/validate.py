@@ -172,10 +172,15 @@ def validate(
     run_date: date | None = None,
     suite_path: Path = SUITE_PATH,
     schema: PlacementSchema | None = None,
+    docs_dir: Path | None = None,
 ) -> pa.Table:
-    """Run the suite (plus the agency's own expectations); one issue per failing row and rule."""
+    """Run the suite (plus the agency's own expectations); one issue per failing row and rule.
+
+    With `docs_dir`, the run's GX Data Docs page is written there for the data engineer."""
     schema = schema or load_schema()
     result = run_suite(_to_pandas(table), suite_for(cfg, suite_path), parameters_for(cfg, run_date))
+    if docs_dir is not None:
+        write_data_docs(result, docs_dir)
     rows: list[tuple] = []
     for r in result.results:
         meta = r.expectation_config.meta
@@ -213,6 +218,21 @@ def run_suite(df: pd.DataFrame, suite_dict: dict, parameters: dict) -> Any:
                 "return_unexpected_index_query": False,
             },
         )
+
+
+def write_data_docs(result: Any, docs_dir: Path) -> Path:
+    """GX's own validation page, rendered from this run's result (failing values are excluded in the result)."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    with _GX_LOCK:
+        html = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    target = docs_dir / "validation.html"
+    tmp = docs_dir / ".validation.html.tmp"
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
 
 
 def _raised(info: dict | None) -> bool:

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("dlt", reason="the peer needs the bench extra: pip install -e '.[bench]'")
 
-from pipelines import bench  # noqa: E402
+from pipelines import bench
 
 
 def test_measure_reports_tree_rss_and_cpu(tmp_path: Path) -> None:
@@ -42,8 +42,9 @@ def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_ho
             assert r[key] is not None and r[key] >= 0, (path, key)
         assert r["wall_s"] >= r["work_s"]
     stages = written["pipeline"]["stages"]
-    for stage in bench.STAGES:
+    for stage in ("claim", "harmonise", "validate", "stage", "report", "publish", "files", "total"):
         assert stage in stages, stage
+    assert "read" in stages or "read_map" in stages  # the flow may time read and map together
     assert stages["total"] == written["pipeline"]["work_s"]
     assert {"pipeline_vs_floor", "pipeline_vs_peer", "validate_share"} <= set(written["ratios"])
     assert written["republish"]["records"] > 0 and written["republish"]["wall_s"] > 0

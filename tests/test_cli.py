@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,7 +127,7 @@ def test_run_on_a_terminal_shows_a_progress_bar(tmp_path, key_file):
         output += chunk
     os.close(leader)
     assert proc.wait(timeout=300) == 1
-    text = output.decode("utf-8", "replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode("utf-8", "replace"))
     assert "files / berkas" in text and "2/2" in text
     assert "sdmi: file_done" not in text
     assert "ringkasan / summary" in text

@@ -180,3 +180,41 @@ def test_replay_after_a_fix_reprocesses_archived_files_exactly_once(demo_run, tm
     con = _warehouse(zones)
     assert con.execute("SELECT count(*) FROM placement_records").fetchall()[0][0] == before
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_data_docs_for_the_engineer_exist_and_hold_no_identifier(demo_run):
+    zones, _, truth, _ = demo_run
+    pages = list(zones.reports.glob("*/*/data_docs/validation.html"))
+    assert len(pages) == len(Ledger(zones.ledger_db).files())
+    needles = [i for i in truth.identifiers if len(i) >= 6]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "expect_column_values" in text or "Expectation" in text
+        assert not [n for n in needles if n in text]
+
+
+def test_agency_index_lists_each_agency_report(demo_run):
+    zones, *_ = demo_run
+    for agency in {f.agency for f in Ledger(zones.ledger_db).files()}:
+        assert (zones.reports / agency / "index.html").exists()
+
+
+def test_every_null_code_is_explained_by_a_flag_or_a_field_the_agency_does_not_send(demo_run):
+    from pipelines import config
+    from pipelines.config import ConstantTransform, SplitTransform
+    from pipelines.schema import load_schema
+
+    zones, *_ = demo_run
+    con = _warehouse(zones)
+    for field in [f.name for f in load_schema().fields if f.codelist]:
+        rows = con.execute(
+            f"SELECT source_agency, count(*) FROM placement_records WHERE {field} IS NULL "
+            f"AND coalesce(quality_flags, '') NOT LIKE '%.{field}%' GROUP BY ALL"
+        ).fetchall()
+        for agency, _ in rows:
+            cfg = config.agency(agency)
+            sent = set(cfg.columns) | {t.into for t in cfg.transforms if isinstance(t, ConstantTransform)}
+            sent |= {x for t in cfg.transforms if isinstance(t, SplitTransform) for x in t.into}
+            if field == "occupation_code":
+                sent.discard("occupation_code")
+            assert field not in sent, f"{agency} sends {field} but some nulls carry no warning"

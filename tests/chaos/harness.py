@@ -12,6 +12,7 @@ out: they record *when* a file was received, which a rerun after a crash legitim
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,9 @@ RUN_DEPENDENT: dict[str, str] = {
 
 #: Names that must never be visible in a zone readers use (DuckDB/COPY temp files, our own temp folders).
 TEMP_PATTERNS = (".tmp-*", ".building-*", "tmp_*.parquet", ".old-*", "*.tmp-*")
+
+#: Every crash scenario run in this session, for the summary table (tests/chaos/conftest.py).
+OUTCOMES: list[Outcome] = []
 
 FIXED_MTIME = 1_700_000_000  # inbox files get one old mtime: stable at once, claimed in name order
 
@@ -126,10 +131,8 @@ def run_sdmi(
 
 def kill_group(pgid: int) -> None:
     """SIGKILL the process group we started (its leader's pid), e.g. a server a killed run left behind."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def settle(home: Path, key: Path, env: Mapping[str, str], max_runs: int = 3) -> list[RunResult]:
@@ -254,7 +257,7 @@ def invariants(home: Path) -> list[str]:
     orphans = raw_files - {home / f.raw_path for f in files if f.raw_path}
     problems += [f"raw: {p.relative_to(home)} belongs to no ledger entry" for p in sorted(orphans)]
     final_batches = {f.batch_id for f in files if f.status in ("processed", "held")}
-    staged = {p.name for p in zones.staging.iterdir() if not p.name.startswith(".")} if zones.staging.exists() else set()
+    staged = {p.name for p in zones.staging.glob("[!.]*")} if zones.staging.exists() else set()
     problems += [f"staging: {b} missing" for b in sorted(final_batches - staged)]
     problems += [f"staging: {b} belongs to no processed file" for b in sorted(staged - final_batches)]
     waiting = inbox.waiting_files(zones, set(agencies()))
@@ -330,6 +333,18 @@ def crash_and_recover(
         outcome.problems.append(f"warehouse unreadable: {type(exc).__name__}: {exc}")
     outcome.seconds = time.perf_counter() - t0
     return outcome
+
+
+@dataclass(frozen=True)
+class Start:
+    """A starting data root (copied per scenario), the files then dropped, and the uninterrupted result."""
+
+    name: str
+    snapshot: Path
+    files: tuple[str, ...]
+    reference: dict[str, str]
+    census: Counter[str]
+    before: dict[str, str] | None  # what readers saw before the run (base only)
 
 
 def table(outcomes: Sequence[Outcome]) -> str:

@@ -1,0 +1,35 @@
+"""The analyst notebooks run top to bottom against a warehouse built by the publish stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jupytext
+import pytest
+from nbclient import NotebookClient
+from test_publish_support import Ledger, agencies, codelists, ledger, zones  # noqa: F401
+
+from pipelines import settings
+from pipelines.publish import publish
+
+NOTEBOOKS = sorted((settings.PROJECT_DIR / "notebooks").glob("*.py"))
+
+
+@pytest.fixture
+def warehouse(zones, ledger: Ledger, codelists: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    ledger.add("bp2mi", n=300)
+    ledger.add("disnaker_jatim", n=60, step=5, day_shift=4, overrides={"sector": "'formal'"})
+    ledger.add("kbri_hk", n=40, start=2000)
+    assert publish(zones, ledger.batches, agencies(), codelists_dir=codelists).switched
+    monkeypatch.setenv("SDMI_WAREHOUSE", str(zones.analyst_db))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    return zones.analyst_db
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_without_error(warehouse: Path, path: Path, tmp_path: Path):
+    nb = jupytext.read(path)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    assert len(NOTEBOOKS) >= 2

@@ -1,0 +1,130 @@
+"""Prefect integration: retry policy, run artifacts, and a real `prefect server` read back over REST."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prefect import flow, task
+
+from pipelines import demo, flows
+
+SDMI = str(Path(sys.executable).with_name("sdmi"))
+P3MI = "p3mi_mitra_sejahtera"
+
+
+# ------------------------------------------------------------------------------------------ retries
+def _attempts_of(exc: BaseException) -> int:
+    """Run a task with process_file_task's retry policy that always raises `exc`; count its attempts."""
+    calls: list[int] = []
+    policy = flows.process_file_task
+
+    @task(retries=policy.retries, retry_delay_seconds=0, retry_condition_fn=policy.retry_condition_fn)
+    def flaky() -> None:
+        calls.append(1)
+        raise exc
+
+    @flow
+    def once() -> None:
+        flaky()
+
+    with pytest.raises(type(exc)):
+        once()
+    return len(calls)
+
+
+def test_a_task_raising_oserror_is_retried(prefect_harness):
+    assert _attempts_of(OSError("disk hiccup")) == 1 + flows.process_file_task.retries
+
+
+def test_a_task_raising_valueerror_is_not_retried(prefect_harness):
+    assert _attempts_of(ValueError("bad data")) == 1
+
+
+def test_a_missing_file_is_not_retried(prefect_harness):
+    assert _attempts_of(FileNotFoundError("gone")) == 1
+
+
+# ------------------------------------------------------------------------------------------ artifacts
+def _one_file_home(tmp_path: Path, samples: Path) -> Path:
+    home = tmp_path / "home"
+    source = sorted((samples / P3MI).iterdir())[0]
+    (home / "inbox" / P3MI).mkdir(parents=True)
+    shutil.copy(source, home / "inbox" / P3MI / source.name)
+    return home
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("samples")
+    demo.generate(directory, rows=1000)
+    return directory
+
+
+def test_a_run_publishes_a_markdown_summary_and_a_table_artifact(prefect_harness, tmp_path, samples, key_file):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    home = _one_file_home(tmp_path, samples)
+    state = flows.ingest_flow(str(home), str(key_file), publish=False, stable_seconds=0, return_state=True)
+    summary = state.result()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+    by_key = {a.key: a for a in artifacts}
+    assert by_key["sdmi-run-summary"].type == "markdown"
+    assert f"| rows read / baris dibaca | {summary['rows_read']} |" in by_key["sdmi-run-summary"].data
+    assert by_key["sdmi-files"].type == "table"
+    rows = (
+        json.loads(by_key["sdmi-files"].data)
+        if isinstance(by_key["sdmi-files"].data, str)
+        else by_key["sdmi-files"].data
+    )
+    assert [r["rows_read"] for r in rows] == [summary["rows_read"]]
+
+
+# ------------------------------------------------------------------------------------------ real server
+def _post(url: str, body: dict) -> list[dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.mark.slow
+def test_a_run_against_a_prefect_server_is_readable_over_rest(tmp_path, samples, key_file, monkeypatch):
+    from pipelines.serve import start_local_server
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    server = start_local_server()
+    try:
+        home = _one_file_home(tmp_path, samples)
+        env = {**os.environ, "PREFECT_API_URL": server.api_url}
+        proc = subprocess.run(
+            [SDMI, "run", "--home", str(home), "--key-file", str(key_file), "--stable-seconds", "0", "--json"],
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        summary = json.loads(proc.stdout.splitlines()[-1])
+        runs = _post(f"{server.api_url}/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}})
+        ingest = [r for r in runs if r["parameters"].get("home") == str(home) and "publish" in r["parameters"]]
+        assert len(ingest) == 1
+        artifacts = _post(
+            f"{server.api_url}/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [ingest[0]["id"]]}}}
+        )
+        markdown = next(a for a in artifacts if a["key"] == "sdmi-run-summary")["data"]
+        assert f"| rows read / baris dibaca | {summary['rows_read']} |" in markdown
+        assert f"| rows accepted / diterima | {summary['rows_accepted']} |" in markdown
+        assert f"| records published / catatan terbit | {summary['rows_published']} |" in markdown
+    finally:
+        server.stop()

@@ -1,0 +1,199 @@
+"""Publishing: write-audit-publish of the warehouse, on synthetic staged batches (real DuckDB and Parquet)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from test_publish_support import Ledger, agencies, codelists, issues, ledger, synth_sql, zones  # noqa: F401
+
+from pipelines.publish import list_releases, prune, publish, rollback
+from pipelines.schema import load_schema
+from pipelines.settings import Zones
+
+IDENTIFIERS = set(load_schema().direct_identifiers())
+
+
+def run(zones: Zones, ledger: Ledger, codelists: Path, **kw: object):
+    return publish(zones, ledger.batches, agencies(), codelists_dir=codelists, **kw)
+
+
+def query(zones: Zones, sql: str) -> list[tuple]:
+    with duckdb.connect(str(zones.analyst_db), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_later_batch_supersedes_earlier(zones, ledger, codelists):
+    ledger.add("bp2mi", n=20)
+    ledger.add("bp2mi", n=5, overrides={"sector": "'formal'", "contract_months": "36"})
+    result = run(zones, ledger, codelists)
+    assert result.switched, result.reason
+    assert query(zones, "SELECT count(*) FROM placement_records") == [(20,)]
+    rows = query(zones, "SELECT DISTINCT batch_id, sector, contract_months FROM placement_records "
+                        "WHERE source_record_id::INT < 5")
+    assert rows == [("b0002-bp2mi", "formal", 36)]
+    assert query(zones, "SELECT count(*) FROM placement_records WHERE batch_id = 'b0001-bp2mi'") == [(15,)]
+
+
+def test_cross_agency_placement_counted_once_priority_wins(zones, ledger, codelists):
+    ledger.add("disnaker_jatim", n=10, day_shift=5, overrides={"sector": "'formal'"})  # priority 5
+    ledger.add("bp2mi", n=10, overrides={"sector": "'informal'"})  # priority 1, staged later or earlier alike
+    ledger.add("kbri_hk", n=3, day_shift=400)  # same workers, >31 days later: other placements
+    assert run(zones, ledger, codelists).switched
+    assert query(zones, "SELECT count(*) FROM placements") == [(13,)]
+    merged = query(zones, "SELECT source_agencies, n_sources, primary_agency, sector, conflicting_fields, "
+                          "len(source_record_keys) FROM placements WHERE n_sources > 1")
+    assert len(merged) == 10
+    for agencies_, n, primary, sector, conflicts, n_keys in merged:
+        assert agencies_ == ["bp2mi", "disnaker_jatim"] and n == 2 and n_keys == 2
+        assert primary == "bp2mi" and sector == "informal"
+        assert "sector" in conflicts and "departure_date" in conflicts
+    assert query(zones, "SELECT count(*) FROM v_single_source_placements WHERE source_agency = 'kbri_hk'") == [(3,)]
+    ids = query(zones, "SELECT placement_id FROM placements ORDER BY 1")
+    assert run(zones, ledger, codelists).switched  # deterministic ids across releases
+    assert query(zones, "SELECT placement_id FROM placements ORDER BY 1") == ids
+
+
+@pytest.mark.parametrize("bad", ["code", "duplicate"])
+def test_failed_audit_leaves_previous_release_current(zones, ledger, codelists, bad):
+    ledger.add("bp2mi", n=30)
+    good = run(zones, ledger, codelists)
+    assert good.switched
+    if bad == "code":
+        ledger.add("kbri_hk", n=5, overrides={"destination_country": "'XXX'"})
+    else:
+        ledger.add("kbri_hk", n=5, overrides={"record_key": "'kbri_hk:1'"})
+    result = run(zones, ledger, codelists)
+    assert not result.switched and result.audits_failed
+    expected = "codes_in_codelists" if bad == "code" else "staged_record_key_unique_in_batch"
+    assert expected in result.audits_failed and expected in result.reason
+    assert os.readlink(zones.current) == f"releases/{good.release_id}"
+    assert result.path.name == f"failed-{result.release_id}" and result.path.is_dir()
+    assert query(zones, "SELECT count(*) FROM placement_records") == [(30,)]
+    assert [r.release_id for r in list_releases(zones)] == [good.release_id]
+
+
+def test_analyst_reader_neither_blocks_nor_sees_half_state(zones, ledger, codelists):
+    ledger.add("bp2mi", n=40)
+    assert run(zones, ledger, codelists).switched
+    old = duckdb.connect(str(zones.analyst_db), read_only=True)
+    try:
+        assert old.execute("SELECT count(*) FROM placement_records").fetchone() == (40,)
+        ledger.add("kbri_hk", n=25, start=1000)
+        assert run(zones, ledger, codelists).switched  # not blocked by the open connection
+        assert old.execute("SELECT count(*) FROM placement_records").fetchone() == (40,)
+        assert old.execute("SELECT count(*) FROM placements").fetchone() == (40,)
+        assert query(zones, "SELECT count(*) FROM placement_records") == [(65,)]
+    finally:
+        old.close()
+
+
+def test_rollback_switches_to_previous_then_to_named(zones, ledger, codelists):
+    ledger.add("bp2mi", n=10)
+    first = run(zones, ledger, codelists)
+    ledger.add("kbri_hk", n=10, start=500)
+    second = run(zones, ledger, codelists)
+    assert query(zones, "SELECT count(*) FROM placement_records") == [(20,)]
+    assert rollback(zones) == first.release_id
+    assert query(zones, "SELECT count(*) FROM placement_records") == [(10,)]
+    assert rollback(zones, second.release_id) == second.release_id
+    assert query(zones, "SELECT count(*) FROM placement_records") == [(20,)]
+
+
+def test_prune_keeps_n_and_never_the_current(zones, ledger, codelists):
+    ledger.add("bp2mi", n=5)
+    ids = [run(zones, ledger, codelists, keep=10).release_id for _ in range(4)]
+    rollback(zones, ids[0])
+    removed = prune(zones, keep=2)
+    left = [r.release_id for r in list_releases(zones)]
+    assert ids[0] in left and ids[0] not in removed  # current survives although it is the oldest
+    assert left == [ids[0], ids[2], ids[3]]
+    assert run(zones, ledger, codelists, keep=2).switched
+    left = [r.release_id for r in list_releases(zones)]
+    assert len(left) == 2 and left[-1] == os.readlink(zones.current).split("/")[-1]
+
+
+def test_analyst_questions_each_one_query(zones, ledger, codelists):
+    ledger.add("bp2mi", n=200)
+    ledger.add("disnaker_jatim", n=50, step=4, day_shift=2)
+    assert run(zones, ledger, codelists).switched
+    per_month = query(zones, "SELECT departure_year, departure_month, destination_country, sum(placements) "
+                             "FROM v_monthly_placements GROUP BY ALL ORDER BY ALL")
+    assert sum(r[3] for r in per_month) == 200
+    women = query(zones, "SELECT sector, sum(women) / sum(placements) FROM v_women_share_by_sector "
+                         "GROUP BY sector ORDER BY sector")
+    assert {s for s, _ in women} == {"formal", "informal"} and all(0 < share < 1 for _, share in women)
+    single = query(zones, "SELECT source_agency, count(*) FROM v_single_source_placements GROUP BY ALL")
+    assert single == [("bp2mi", 150)]
+    recon = query(zones, "SELECT agency, sum(rows_reported), sum(matched_in_other_agencies), sum(unique_to_agency) "
+                         "FROM v_agency_reconciliation GROUP BY ALL ORDER BY 1")
+    assert recon == [("bp2mi", 200, 50, 150), ("disnaker_jatim", 50, 50, 0)]
+
+
+def test_data_quality_counts_rules_without_values(zones, ledger, codelists):
+    ledger.add("bp2mi", n=10, quarantined=2, warned=1,
+               issue_rows=issues([(3, "nik.format", "critical", "nik"), (3, "age.minimum_18", "critical", "age"),
+                                  (4, "nik.format", "critical", "nik"), (5, "contract_months.range", "warning",
+                                                                        "contract_months")]))
+    ledger.add("kbri_hk", n=4, status="held")
+    assert run(zones, ledger, codelists).switched
+    rows = query(zones, "SELECT agency, status, rows_read, rows_accepted, rows_quarantined, rows_warned, "
+                        "rows_by_rule['nik.format'] FROM data_quality ORDER BY seq")
+    assert rows == [("bp2mi", "processed", 12, 10, 2, 1, 2), ("kbri_hk", "held", 4, 4, 0, 0, None)]
+    cols = {r[0] for r in query(zones, "SELECT column_name FROM duckdb_columns() WHERE table_name LIKE 'data_qual%'")}
+    assert "value" not in cols and "message_en" not in cols
+    assert query(zones, "SELECT count(*) FROM placement_records WHERE source_agency = 'kbri_hk'") == [(0,)]
+
+
+def test_no_identifier_columns_anywhere_in_warehouse(zones, ledger, codelists):
+    ledger.add("bp2mi", n=50)
+    assert run(zones, ledger, codelists).switched
+    for path in zones.warehouse.rglob("*"):
+        assert not any(i in path.name.lower() for i in IDENTIFIERS), path
+        if path.suffix == ".parquet":
+            names = set(pq.read_schema(path).names)
+        elif path.suffix == ".csv":
+            names = set(path.read_text(encoding="utf-8").splitlines()[0].split(","))
+        elif path.suffix == ".duckdb":
+            with duckdb.connect(str(path), read_only=True) as con:
+                names = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns()").fetchall()}
+        else:
+            continue
+        assert not names & IDENTIFIERS, (path, names & IDENTIFIERS)
+
+
+def test_manifest_checksums_match_files(zones, ledger, codelists):
+    ledger.add("bp2mi", n=30)
+    result = run(zones, ledger, codelists)
+    release = zones.current.resolve()
+    manifest = json.loads((release / "manifest.json").read_text(encoding="utf-8"))
+    files = {str(p.relative_to(release)) for p in release.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert set(manifest["files"]) == files
+    for rel, meta in manifest["files"].items():
+        assert hashlib.sha256((release / rel).read_bytes()).hexdigest() == meta["sha256"], rel
+    assert manifest["release_id"] == result.release_id and manifest["counts"]["placement_records"] == 30
+    assert [b["batch_id"] for b in manifest["batches"]] == ["b0001-bp2mi"]
+    assert any(p.startswith("parquet/placement_records/departure_year=") for p in files)
+    pkg = json.loads((release / "datapackage.json").read_text(encoding="utf-8"))
+    assert {"placement_records", "placements"} <= {r["name"] for r in pkg["resources"]}
+
+
+def test_comments_from_schema_in_both_languages(zones, ledger, codelists):
+    ledger.add("bp2mi", n=5)
+    assert run(zones, ledger, codelists).switched
+    desc = load_schema().field("destination_country").description
+    assert query(zones, "SELECT comment FROM duckdb_columns() WHERE table_name = 'placement_records' "
+                        "AND column_name = 'destination_country'") == [(f"{desc.id} / {desc.en}",)]
+    assert all(c for (c,) in query(zones, "SELECT comment FROM duckdb_views() "
+                                       "WHERE NOT internal AND starts_with(view_name, 'v_')"))
+
+
+def test_empty_ledger_publishes_empty_release(zones, codelists):
+    result = publish(zones, [], agencies(), codelists_dir=codelists)
+    assert result.switched, result.reason
+    assert query(zones, "SELECT count(*) FROM placements") == [(0,)]
