@@ -49,11 +49,7 @@ class Table:
 def conflict_fields(schema: PlacementSchema | None = None) -> list[str]:
     """Published fields whose disagreement between agencies is worth recording."""
     schema = schema or load_schema()
-    return [
-        f.name
-        for f in schema.published_fields()
-        if f.origin != "lineage" and f.name not in CONFLICT_EXCLUDED
-    ]
+    return [f.name for f in schema.published_fields() if f.origin != "lineage" and f.name not in CONFLICT_EXCLUDED]
 
 
 def direct_identifier_names(schema: PlacementSchema | None = None) -> list[str]:
@@ -81,26 +77,56 @@ def placement_columns(schema: PlacementSchema | None = None) -> list[Col]:
         for f in schema.published_fields()
         if f.origin != "lineage" and f.name not in {"quality_flags", "source_record_id"}
     ]
-    cols = [Col("placement_id", "VARCHAR", "Kunci penempatan: MD5 dari kunci catatan anggotanya (urut, dipisah '|').",
-                "Placement key: MD5 of its member record keys (sorted, joined by '|').")]
+    cols = [
+        Col(
+            "placement_id",
+            "VARCHAR",
+            "Kunci penempatan: MD5 dari kunci catatan anggotanya (urut, dipisah '|').",
+            "Placement key: MD5 of its member record keys (sorted, joined by '|').",
+        )
+    ]
     cols += [Col(f.name, f.sql_type, f.description.id, f.description.en) for f in keep]
     cols += [
         *_PARTITION_COLS,
-        Col("first_departure_date", "DATE", "Tanggal keberangkatan paling awal di antara sumber.",
-            "Earliest departure date among the sources."),
-        Col("last_departure_date", "DATE", "Tanggal keberangkatan paling akhir di antara sumber.",
-            "Latest departure date among the sources."),
-        Col("primary_agency", "VARCHAR", "Instansi dengan prioritas tertinggi; nilai diambil darinya.",
-            "Highest-priority agency; the values come from it."),
+        Col(
+            "first_departure_date",
+            "DATE",
+            "Tanggal keberangkatan paling awal di antara sumber.",
+            "Earliest departure date among the sources.",
+        ),
+        Col(
+            "last_departure_date",
+            "DATE",
+            "Tanggal keberangkatan paling akhir di antara sumber.",
+            "Latest departure date among the sources.",
+        ),
+        Col(
+            "primary_agency",
+            "VARCHAR",
+            "Instansi dengan prioritas tertinggi; nilai diambil darinya.",
+            "Highest-priority agency; the values come from it.",
+        ),
         Col("primary_record_key", "VARCHAR", "Catatan yang memberi nilai.", "The record the values come from."),
-        Col("source_agencies", "VARCHAR[]", "Instansi yang melaporkan penempatan ini.",
-            "Agencies that reported this placement."),
-        Col("source_record_keys", "VARCHAR[]", "Catatan yang membentuk penempatan ini.",
-            "Records that make up this placement."),
+        Col(
+            "source_agencies",
+            "VARCHAR[]",
+            "Instansi yang melaporkan penempatan ini.",
+            "Agencies that reported this placement.",
+        ),
+        Col(
+            "source_record_keys",
+            "VARCHAR[]",
+            "Catatan yang membentuk penempatan ini.",
+            "Records that make up this placement.",
+        ),
         Col("n_sources", "INTEGER", "Jumlah instansi yang melaporkan.", "Number of agencies that reported it."),
         Col("n_records", "INTEGER", "Jumlah catatan.", "Number of records."),
-        Col("conflicting_fields", "VARCHAR[]", "Kolom yang nilainya berbeda antar sumber.",
-            "Fields whose values differ among the sources."),
+        Col(
+            "conflicting_fields",
+            "VARCHAR[]",
+            "Kolom yang nilainya berbeda antar sumber.",
+            "Fields whose values differ among the sources.",
+        ),
     ]
     return cols
 
@@ -109,50 +135,78 @@ def tables(schema: PlacementSchema | None = None) -> list[Table]:
     """The catalogue of published tables (dimension tables are added from the code lists at publish time)."""
     schema = schema or load_schema()
     return [
-        Table("placement_records", schema.grain.id + " Versi terakhir setiap catatan.",
-              schema.grain.en + " Latest version of each record.", record_columns(schema), partitioned=True),
-        Table("placements", "Satu baris per penempatan nyata; catatan dari beberapa instansi digabung.",
-              "One row per real placement; records from several agencies merged.", placement_columns(schema),
-              partitioned=True),
-        Table("record_placement", "Penempatan tempat setiap catatan tergabung.",
-              "The placement each record belongs to.", [
-                  Col("record_key", "VARCHAR", "Kunci catatan.", "Record key."),
-                  Col("placement_id", "VARCHAR", "Kunci penempatan.", "Placement key."),
-                  Col("source_agency", "VARCHAR", "Kode instansi.", "Agency code."),
-              ]),
-        Table("agencies", "Instansi sumber data dan prioritasnya (angka kecil menang).",
-              "Source agencies and their priority (lower wins).", [
-                  Col("code", "VARCHAR", "Kode instansi.", "Agency code."),
-                  Col("name", "VARCHAR", "Nama instansi.", "Agency name."),
-                  Col("kind", "VARCHAR", "Jenis instansi.", "Kind of agency."),
-                  Col("priority", "INTEGER", "Prioritas (angka kecil menang).", "Priority (lower wins)."),
-              ]),
-        Table("data_quality", "Mutu data per berkas: status dan jumlah baris.",
-              "Data quality per file: status and row counts.", [
-                  Col("batch_id", "VARCHAR", "Identitas batch.", "Batch id."),
-                  Col("agency", "VARCHAR", "Kode instansi.", "Agency code."),
-                  Col("file_name", "VARCHAR", "Nama berkas.", "File name."),
-                  Col("file_sha256", "VARCHAR", "SHA-256 berkas.", "SHA-256 of the file."),
-                  Col("received_at", "TIMESTAMPTZ", "Waktu diterima (UTC).", "When received (UTC)."),
-                  Col("seq", "BIGINT", "Urutan batch (yang lebih baru menggantikan).",
-                      "Batch order (later supersedes)."),
-                  Col("status", "VARCHAR", "processed | held | rejected.", "processed | held | rejected."),
-                  Col("rows_read", "BIGINT", "Baris dibaca.", "Rows read."),
-                  Col("rows_accepted", "BIGINT", "Baris diterima.", "Rows accepted."),
-                  Col("rows_quarantined", "BIGINT", "Baris dikarantina.", "Rows quarantined."),
-                  Col("rows_warned", "BIGINT", "Baris dengan peringatan.", "Rows with warnings."),
-                  Col("rows_by_rule", "MAP(VARCHAR, BIGINT)", "Jumlah baris per aturan yang dilanggar.",
-                      "Number of rows per rule broken."),
-              ]),
-        Table("data_quality_rules", "Jumlah baris per berkas dan aturan (tanpa nilai baris).",
-              "Rows per file and rule (no row values).", [
-                  Col("batch_id", "VARCHAR", "Identitas batch.", "Batch id."),
-                  Col("agency", "VARCHAR", "Kode instansi.", "Agency code."),
-                  Col("rule_id", "VARCHAR", "Kode aturan.", "Rule id."),
-                  Col("severity", "VARCHAR", "critical | warning.", "critical | warning."),
-                  Col("field", "VARCHAR", "Kolom.", "Field."),
-                  Col("rows", "BIGINT", "Jumlah baris.", "Number of rows."),
-              ]),
+        Table(
+            "placement_records",
+            schema.grain.id + " Versi terakhir setiap catatan.",
+            schema.grain.en + " Latest version of each record.",
+            record_columns(schema),
+            partitioned=True,
+        ),
+        Table(
+            "placements",
+            "Satu baris per penempatan nyata; catatan dari beberapa instansi digabung.",
+            "One row per real placement; records from several agencies merged.",
+            placement_columns(schema),
+            partitioned=True,
+        ),
+        Table(
+            "record_placement",
+            "Penempatan tempat setiap catatan tergabung.",
+            "The placement each record belongs to.",
+            [
+                Col("record_key", "VARCHAR", "Kunci catatan.", "Record key."),
+                Col("placement_id", "VARCHAR", "Kunci penempatan.", "Placement key."),
+                Col("source_agency", "VARCHAR", "Kode instansi.", "Agency code."),
+            ],
+        ),
+        Table(
+            "agencies",
+            "Instansi sumber data dan prioritasnya (angka kecil menang).",
+            "Source agencies and their priority (lower wins).",
+            [
+                Col("code", "VARCHAR", "Kode instansi.", "Agency code."),
+                Col("name", "VARCHAR", "Nama instansi.", "Agency name."),
+                Col("kind", "VARCHAR", "Jenis instansi.", "Kind of agency."),
+                Col("priority", "INTEGER", "Prioritas (angka kecil menang).", "Priority (lower wins)."),
+            ],
+        ),
+        Table(
+            "data_quality",
+            "Mutu data per berkas: status dan jumlah baris.",
+            "Data quality per file: status and row counts.",
+            [
+                Col("batch_id", "VARCHAR", "Identitas batch.", "Batch id."),
+                Col("agency", "VARCHAR", "Kode instansi.", "Agency code."),
+                Col("file_name", "VARCHAR", "Nama berkas.", "File name."),
+                Col("file_sha256", "VARCHAR", "SHA-256 berkas.", "SHA-256 of the file."),
+                Col("received_at", "TIMESTAMPTZ", "Waktu diterima (UTC).", "When received (UTC)."),
+                Col("seq", "BIGINT", "Urutan batch (yang lebih baru menggantikan).", "Batch order (later supersedes)."),
+                Col("status", "VARCHAR", "processed | held | rejected.", "processed | held | rejected."),
+                Col("rows_read", "BIGINT", "Baris dibaca.", "Rows read."),
+                Col("rows_accepted", "BIGINT", "Baris diterima.", "Rows accepted."),
+                Col("rows_quarantined", "BIGINT", "Baris dikarantina.", "Rows quarantined."),
+                Col("rows_warned", "BIGINT", "Baris dengan peringatan.", "Rows with warnings."),
+                Col(
+                    "rows_by_rule",
+                    "MAP(VARCHAR, BIGINT)",
+                    "Jumlah baris per aturan yang dilanggar.",
+                    "Number of rows per rule broken.",
+                ),
+            ],
+        ),
+        Table(
+            "data_quality_rules",
+            "Jumlah baris per berkas dan aturan (tanpa nilai baris).",
+            "Rows per file and rule (no row values).",
+            [
+                Col("batch_id", "VARCHAR", "Identitas batch.", "Batch id."),
+                Col("agency", "VARCHAR", "Kode instansi.", "Agency code."),
+                Col("rule_id", "VARCHAR", "Kode aturan.", "Rule id."),
+                Col("severity", "VARCHAR", "critical | warning.", "critical | warning."),
+                Col("field", "VARCHAR", "Kolom.", "Field."),
+                Col("rows", "BIGINT", "Jumlah baris.", "Number of rows."),
+            ],
+        ),
     ]
 
 
@@ -170,8 +224,13 @@ def records_ddl(schema: PlacementSchema | None = None) -> str:
     table = tables(schema)[0]
     width = max(len(c.name) for c in table.columns)
     cols = ",\n".join(f"    {c.name.ljust(width)} {c.sql_type}" for c in table.columns)
-    lines = [f"-- {HEADER}", f"CREATE TABLE {table.name} (", cols, ");",
-             f"COMMENT ON TABLE {table.name} IS {_q(bilingual(table.id, table.en))};"]
+    lines = [
+        f"-- {HEADER}",
+        f"CREATE TABLE {table.name} (",
+        cols,
+        ");",
+        f"COMMENT ON TABLE {table.name} IS {_q(bilingual(table.id, table.en))};",
+    ]
     lines += [f"COMMENT ON COLUMN {table.name}.{c.name} IS {_q(bilingual(c.id, c.en))};" for c in table.columns]
     return "\n".join(lines) + "\n"
 
@@ -199,8 +258,15 @@ def codes_audit_sql(schema: PlacementSchema | None = None) -> str:
     )
 
 
-_FRICTIONLESS = {"VARCHAR": "string", "BIGINT": "integer", "INTEGER": "integer", "DATE": "date",
-                 "TIMESTAMPTZ": "datetime", "BOOLEAN": "boolean", "DOUBLE": "number"}
+_FRICTIONLESS = {
+    "VARCHAR": "string",
+    "BIGINT": "integer",
+    "INTEGER": "integer",
+    "DATE": "date",
+    "TIMESTAMPTZ": "datetime",
+    "BOOLEAN": "boolean",
+    "DOUBLE": "number",
+}
 
 
 def _fl_type(sql_type: str) -> str:

@@ -7,9 +7,9 @@ records, so nothing personal reaches Prefect's logs or result storage.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -19,7 +19,7 @@ from pipelines.config import AgencyConfig
 from pipelines.keys import WorkerKeySecret
 from pipelines.ledger import FileEntry, Ledger
 from pipelines.problems import ISSUE_SCHEMA, Bilingual, FileRejected
-from pipelines.schema import load_schema
+from pipelines.schema import PlacementSchema, load_schema
 from pipelines.settings import Zones
 
 log = logging.getLogger("sdmi.process")
@@ -201,7 +201,9 @@ def process_file(
 RETRY_WITH_DETECTION = ("encoding_mismatch", "wrong_delimiter", "missing_columns", "sheet_not_found")
 
 
-def _read_and_map(raw: Path, cfg: AgencyConfig, schema) -> tuple[readers.ReadResult, mapping.MappedBatch]:  # noqa: ANN001
+def _read_and_map(
+    raw: Path, cfg: AgencyConfig, schema: PlacementSchema
+) -> tuple[readers.ReadResult, mapping.MappedBatch]:
     """The agency's declared layout first. When the file says otherwise (a resent rejected-rows file saved
     as UTF-8 CSV with its header on row 1, a BOM), detection decides and the report says so; if detection
     does no better, the original reason stands."""
@@ -214,6 +216,7 @@ def _read_and_map(raw: Path, cfg: AgencyConfig, schema) -> tuple[readers.ReadRes
         if exc.code not in RETRY_WITH_DETECTION or not pinned:
             raise
         options = cfg.read.model_copy(update=dict.fromkeys(pinned))
+        first_reason = exc.code
         try:
             read = readers.read_file(raw, options, expected)
             mapped = mapping.map_batch(read, cfg, schema)
@@ -221,8 +224,8 @@ def _read_and_map(raw: Path, cfg: AgencyConfig, schema) -> tuple[readers.ReadRes
             raise exc from None
     read.warnings.append(
         Bilingual(
-            f"Tata letak berkas berbeda dari yang terdaftar ({exc.code}); berkas dibaca dengan deteksi otomatis.",
-            f"The file's layout differs from the registered one ({exc.code}); it was read by detection.",
+            f"Tata letak berkas berbeda dari yang terdaftar ({first_reason}); berkas dibaca dengan deteksi otomatis.",
+            f"The file's layout differs from the registered one ({first_reason}); it was read by detection.",
         )
     )
     return read, mapped

@@ -196,9 +196,7 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, zones: Zones, batches: Sequence
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise PublishError(f"processed batches without accepted.parquet: {missing[:5]}")
-    cols = ", ".join(
-        f"CAST({f.name} AS {f.sql_type}) AS {f.name}" for f in schema.published_fields()
-    )
+    cols = ", ".join(f"CAST({f.name} AS {f.sql_type}) AS {f.name}" for f in schema.published_fields())
     if files:
         paths = "[" + ", ".join(_lit(str(f)) for f in files) + "]"
         con.execute(f"CREATE TEMP VIEW staged_records AS SELECT {cols} FROM read_parquet({paths})")
@@ -223,8 +221,9 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, zones: Zones, batches: Sequence
         )
 
 
-def _build_reference(con: duckdb.DuckDBPyConnection, agencies: Mapping[str, AgencyConfig],
-                     codelists_dir: Path) -> list[dictionary.Table]:
+def _build_reference(
+    con: duckdb.DuckDBPyConnection, agencies: Mapping[str, AgencyConfig], codelists_dir: Path
+) -> list[dictionary.Table]:
     """`agencies` and one dimension table per code list CSV (all VARCHAR, as written)."""
     rows = sorted((a.agency, a.name, a.kind, a.priority) for a in agencies.values())
     con.execute("CREATE TABLE agencies (code VARCHAR PRIMARY KEY, name VARCHAR, kind VARCHAR, priority INTEGER)")
@@ -238,11 +237,17 @@ def _build_reference(con: duckdb.DuckDBPyConnection, agencies: Mapping[str, Agen
         )
         id_, en = CODELIST_TABLES.get(name, (f"Daftar kode {name}.", f"Code list {name}."))
         cols = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]
-        extra.append(dictionary.Table(
-            name, id_, en,
-            [dictionary.Col(c, "VARCHAR", *CODELIST_COLUMNS.get(c, ("Atribut tambahan.", "Extra attribute.")))
-             for c in cols],
-        ))
+        extra.append(
+            dictionary.Table(
+                name,
+                id_,
+                en,
+                [
+                    dictionary.Col(c, "VARCHAR", *CODELIST_COLUMNS.get(c, ("Atribut tambahan.", "Extra attribute.")))
+                    for c in cols
+                ],
+            )
+        )
     return extra
 
 
@@ -254,8 +259,9 @@ def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, folder: Path, cols:
     con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {select} FROM {source}")
 
 
-def _copy_partitioned(con: duckdb.DuckDBPyConnection, select: str, folder: Path,
-                      cols: Sequence[dictionary.Col]) -> None:
+def _copy_partitioned(
+    con: duckdb.DuckDBPyConnection, select: str, folder: Path, cols: Sequence[dictionary.Col]
+) -> None:
     """Write a record table as Parquet partitioned by departure year and month (partition columns kept in the
     files so each file stands alone). An empty table still gets one (empty) file, so its view has a schema."""
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -322,8 +328,9 @@ def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_w
         CREATE TEMP TABLE _multi AS
         WITH m AS (
             SELECT r.record_key, r.worker_key, r.destination_country, r.departure_date, r.source_agency,
-                   coalesce(a.priority, {DEFAULT_PRIORITY}) AS priority, {", ".join(f"r.{f}" for f in conflicts
-                                                                               if f != "departure_date")}
+                   coalesce(a.priority, {DEFAULT_PRIORITY}) AS priority, {
+            ", ".join(f"r.{f}" for f in conflicts if f != "departure_date")
+        }
             FROM placement_records r
             SEMI JOIN (SELECT worker_key, destination_country FROM placement_records
                        GROUP BY ALL HAVING count(*) > 1) d USING (worker_key, destination_country)
@@ -360,11 +367,18 @@ def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_w
         """
     )
     single, multi = [], []
-    own = {"first_departure_date": "r.departure_date", "last_departure_date": "r.departure_date",
-           "primary_agency": "r.source_agency", "primary_record_key": "r.record_key",
-           "source_agencies": "[r.source_agency]", "source_record_keys": "[r.record_key]",
-           "n_sources": "1::INTEGER", "n_records": "1::INTEGER", "conflicting_fields": "[]::VARCHAR[]",
-           "placement_id": "md5(r.record_key)"}
+    own = {
+        "first_departure_date": "r.departure_date",
+        "last_departure_date": "r.departure_date",
+        "primary_agency": "r.source_agency",
+        "primary_record_key": "r.record_key",
+        "source_agencies": "[r.source_agency]",
+        "source_record_keys": "[r.record_key]",
+        "n_sources": "1::INTEGER",
+        "n_records": "1::INTEGER",
+        "conflicting_fields": "[]::VARCHAR[]",
+        "placement_id": "md5(r.record_key)",
+    }
     cols = dictionary.placement_columns(schema)
     for c in cols:
         if c.name in own:
@@ -494,8 +508,9 @@ def suppress(cells: Mapping[Cell, int], threshold: int) -> dict[Cell, str]:
     return out
 
 
-def _public_tables(con: duckdb.DuckDBPyConnection, out_dir: Path, threshold: int,
-                   specs: Sequence[PublicSpec]) -> dict[str, dict]:
+def _public_tables(
+    con: duckdb.DuckDBPyConnection, out_dir: Path, threshold: int, specs: Sequence[PublicSpec]
+) -> dict[str, dict]:
     """Aggregate in DuckDB, suppress in Python (aggregates are small), write CSV and Parquet."""
     out_dir.mkdir(parents=True)
     meta = {}
@@ -531,8 +546,13 @@ def _public_tables(con: duckdb.DuckDBPyConnection, out_dir: Path, threshold: int
         con.execute(f"COPY _public TO {_lit(str(out_dir / (spec.name + '.parquet')))} (FORMAT parquet)")
         con.unregister("_public")
         meta[spec.name] = {
-            "page": list(spec.page), "row": spec.row, "col": spec.col, "total": TOTAL, "unknown": UNKNOWN,
-            "suppress_below": threshold, "rows": table.num_rows,
+            "page": list(spec.page),
+            "row": spec.row,
+            "col": spec.col,
+            "total": TOTAL,
+            "unknown": UNKNOWN,
+            "suppress_below": threshold,
+            "rows": table.num_rows,
             "suppressed_cells": sum(1 for r in records if r[-2]),
         }
     return meta
@@ -617,7 +637,8 @@ def _gx_validate(con: duckdb.DuckDBPyConnection) -> AuditResult:
     res = vd.run(batch_parameters={"dataframe": df}, result_format="BOOLEAN_ONLY")
     failed = [
         f"{r.expectation_config.type}({r.expectation_config.kwargs.get('column')})"
-        for r in res.results if not r.success
+        for r in res.results
+        if not r.success
     ]
     return AuditResult("gx_placement_records", len(failed), failed)
 
@@ -630,50 +651,75 @@ def _export_parquet(con: duckdb.DuckDBPyConnection, release: Path, names: Sequen
     for name in names:
         if name not in RECORD_TABLES:  # those were written by their build step
             (base / name).mkdir(parents=True)
-            con.execute(f"COPY {name} TO {_lit(str(base / name / (name + '.parquet')))} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
+            con.execute(
+                f"COPY {name} TO {_lit(str(base / name / (name + '.parquet')))} (FORMAT parquet, COMPRESSION zstd)"
+            )
 
 
 def _hash_files(release: Path) -> dict[str, dict]:
     files = sorted(p for p in release.rglob("*") if p.is_file() and p.name != "manifest.json")
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         digests = list(pool.map(_sha256_file, files))
-    return {str(p.relative_to(release)): {"sha256": d, "bytes": p.stat().st_size} for p, d in
-            zip(files, digests, strict=True)}
+    return {
+        str(p.relative_to(release)): {"sha256": d, "bytes": p.stat().st_size}
+        for p, d in zip(files, digests, strict=True)
+    }
 
 
-def _write_docs(release: Path, release_id: str, counts: Mapping[str, int], extra: Sequence[dictionary.Table],
-                public_meta: Mapping[str, dict]) -> None:
+def _write_docs(
+    release: Path,
+    release_id: str,
+    counts: Mapping[str, int],
+    extra: Sequence[dictionary.Table],
+    public_meta: Mapping[str, dict],
+) -> None:
     (release / "README.md").write_text(
-        dictionary.dictionary_markdown(counts, extra, release_id=release_id), encoding="utf-8")
+        dictionary.dictionary_markdown(counts, extra, release_id=release_id), encoding="utf-8"
+    )
     files: dict[str, list[str]] = {}
     for p in sorted((release / "parquet").rglob("*.parquet")):
         files.setdefault(p.relative_to(release / "parquet").parts[0], []).append(str(p.relative_to(release)))
     extra_res = []
     for t in extra:
         if t.name in files:
-            extra_res.append({
-                "name": t.name, "description": dictionary.bilingual(t.id, t.en), "path": files[t.name][0],
-                "format": "parquet", "mediatype": "application/vnd.apache.parquet",
-                "schema": {"fields": [
-                    {"name": c.name, "type": "string", "description": dictionary.bilingual(c.id, c.en)}
-                    for c in t.columns]},
-            })
+            extra_res.append(
+                {
+                    "name": t.name,
+                    "description": dictionary.bilingual(t.id, t.en),
+                    "path": files[t.name][0],
+                    "format": "parquet",
+                    "mediatype": "application/vnd.apache.parquet",
+                    "schema": {
+                        "fields": [
+                            {"name": c.name, "type": "string", "description": dictionary.bilingual(c.id, c.en)}
+                            for c in t.columns
+                        ]
+                    },
+                }
+            )
     for name, m in public_meta.items():
         dims = [*m["page"], m["row"], m["col"]]
         fields = [{"name": d, "type": "string"} for d in dims] + [
-            {"name": "placements", "type": "integer",
-             "description": "Jumlah penempatan; kosong bila disembunyikan / Placements; empty when suppressed."},
+            {
+                "name": "placements",
+                "type": "integer",
+                "description": "Jumlah penempatan; kosong bila disembunyikan / Placements; empty when suppressed.",
+            },
             {"name": "suppressed", "type": "boolean"},
             {"name": "suppression", "type": "string", "description": "primary | secondary"},
         ]
         for fmt, media in (("csv", "text/csv"), ("parquet", "application/vnd.apache.parquet")):
-            extra_res.append({
-                "name": f"public_{name}_{fmt}", "path": f"public/{name}.{fmt}", "format": fmt, "mediatype": media,
-                "description": f"Data terbuka, sel < {m['suppress_below']} disembunyikan; TOTAL = jumlah / "
-                               f"Open data, cells < {m['suppress_below']} suppressed; TOTAL = margin.",
-                "schema": {"fields": fields, "missingValues": [""]},
-            })
+            extra_res.append(
+                {
+                    "name": f"public_{name}_{fmt}",
+                    "path": f"public/{name}.{fmt}",
+                    "format": fmt,
+                    "mediatype": media,
+                    "description": f"Data terbuka, sel < {m['suppress_below']} disembunyikan; TOTAL = jumlah / "
+                    f"Open data, cells < {m['suppress_below']} suppressed; TOTAL = margin.",
+                    "schema": {"fields": fields, "missingValues": [""]},
+                }
+            )
     pkg = dictionary.datapackage(files, extra_res, release_id=release_id)
     (release / "datapackage.json").write_text(json.dumps(pkg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -729,11 +775,16 @@ def publish(
             _build_placements(con, building / "parquet", match_window_days)
             _build_quality(con)
             views = _create_views(con, sql_dir)
-            tables = [r[0] for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-                "AND schema_name = 'main' ORDER BY 1").fetchall()]
-            counts = {t: con.execute(f"SELECT count(*) FROM {_ident(t)}").fetchone()[0]
-                      for t in [*RECORD_TABLES, *tables]}
+            tables = [
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                    "AND schema_name = 'main' ORDER BY 1"
+                ).fetchall()
+            ]
+            counts = {
+                t: con.execute(f"SELECT count(*) FROM {_ident(t)}").fetchone()[0] for t in [*RECORD_TABLES, *tables]
+            }
             say("writing Parquet tables and open data")
             faults.point("publish.mid_build")
             _export_parquet(con, building, tables)
@@ -748,8 +799,10 @@ def publish(
             # list_releases and switch ignore it).
             os.symlink(building.name, final)
             try:
-                for name, cols in (("placement_records", dictionary.record_columns()),
-                                   ("placements", dictionary.placement_columns())):
+                for name, cols in (
+                    ("placement_records", dictionary.record_columns()),
+                    ("placements", dictionary.placement_columns()),
+                ):
                     _parquet_view(con, name, final / "parquet" / name, cols)
             finally:
                 final.unlink()
@@ -773,8 +826,9 @@ def publish(
             ],
             "files": _hash_files(building),
         }
-        (building / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
-                                                encoding="utf-8")
+        (building / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         for p in building.rglob("*"):
             if p.is_file():
                 p.chmod(0o444)  # releases are immutable; a read-write open fails loudly for non-root users
@@ -783,8 +837,7 @@ def publish(
         if building.exists():
             os.replace(building, failed)
         if isinstance(exc, PublishError):
-            return PublishResult(release_id, failed, counts, [], [], False, str(exc),
-                                 time.perf_counter() - started)
+            return PublishResult(release_id, failed, counts, [], [], False, str(exc), time.perf_counter() - started)
         raise
 
     failed_audits = [a for a in audits if not a.passed]
@@ -792,10 +845,19 @@ def publish(
         failed = zones.releases / f"failed-{release_id}"
         os.replace(building, failed)
         reason = "; ".join(
-            f"{a.name}: {a.error or f'{a.offending} offending, e.g. {a.sample[:2]}'}" for a in failed_audits)
+            f"{a.name}: {a.error or f'{a.offending} offending, e.g. {a.sample[:2]}'}" for a in failed_audits
+        )
         say(f"audit failed, current release unchanged: {reason}")
-        return PublishResult(release_id, failed, counts, [a.name for a in audits], [a.name for a in failed_audits],
-                             False, reason, time.perf_counter() - started)
+        return PublishResult(
+            release_id,
+            failed,
+            counts,
+            [a.name for a in audits],
+            [a.name for a in failed_audits],
+            False,
+            reason,
+            time.perf_counter() - started,
+        )
 
     os.replace(building, final)
     _fsync_dir(zones.releases)
@@ -804,8 +866,9 @@ def publish(
     faults.point("publish.after_switch")
     say(f"release {release_id} is current")
     prune(zones, keep)
-    return PublishResult(release_id, final, counts, [a.name for a in audits], [], True, None,
-                         time.perf_counter() - started)
+    return PublishResult(
+        release_id, final, counts, [a.name for a in audits], [], True, None, time.perf_counter() - started
+    )
 
 
 # ----------------------------------------------------------------------------------------------- releases

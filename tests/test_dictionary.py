@@ -11,16 +11,22 @@ from pipelines.schema import load_schema
 
 
 def test_committed_artefacts_match_the_schema():
-    stale = [str(p) for p, text in dictionary.generated_artefacts().items()
-             if not p.exists() or p.read_text(encoding="utf-8") != text]
+    stale = [
+        str(p)
+        for p, text in dictionary.generated_artefacts().items()
+        if not p.exists() or p.read_text(encoding="utf-8") != text
+    ]
     assert not stale, f"run `sdmi schema generate`; stale: {stale}"
 
 
 def test_ddl_types_follow_schema_and_hold_no_direct_identifier():
     con = duckdb.connect()
     con.execute(dictionary.records_ddl())
-    cols = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() "
-                            "WHERE table_name = 'placement_records'").fetchall())
+    cols = dict(
+        con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'placement_records'"
+        ).fetchall()
+    )
     schema = load_schema()
     for f in schema.published_fields():
         assert cols[f.name] == f.sql_type.replace("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE")

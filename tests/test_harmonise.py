@@ -87,7 +87,7 @@ def test_sex_and_birth_date_are_filled_from_the_nik_when_missing(key_file):
 def test_nik_that_disagrees_with_the_record_is_a_row_problem(key_file, extra, rule):
     result = _run([{**BASE, **extra}], key_file)
     assert rule in _rules(result)
-    issue = [i for i in result.issues.to_pylist() if i["rule_id"] == rule][0]
+    issue = next(i for i in result.issues.to_pylist() if i["rule_id"] == rule)
     assert issue["severity"] == "critical"
     assert issue["value"] is None  # the NIK is never echoed
 
@@ -129,14 +129,14 @@ def test_indonesian_month_names_and_iso_dates_parse(key_file, text, expected):
 def test_impossible_date_is_quarantined_not_guessed(key_file):
     result = _run([{**BASE, "departure_date": "31/02/2024"}], key_file)
     assert _row(result)["departure_date"] is None
-    issue = [i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.bad_date.departure_date"][0]
+    issue = next(i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.bad_date.departure_date")
     assert issue["severity"] == "critical" and issue["value"] == "31/02/2024"
 
 
 def test_unknown_country_is_a_critical_problem_with_suggestions(key_file):
     result = _run([{**BASE, "destination_country": "Hongkongg Raya"}], key_file)
     assert _row(result)["destination_country"] is None
-    issue = [i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.unknown_code.destination_country"][0]
+    issue = next(i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.unknown_code.destination_country")
     assert issue["severity"] == "critical"
     assert "Hongkongg Raya" in issue["message_en"]
 
@@ -144,7 +144,7 @@ def test_unknown_country_is_a_critical_problem_with_suggestions(key_file):
 def test_fuzzy_match_is_used_but_recorded_as_a_warning_with_its_score(key_file):
     result = _run([{**BASE, "destination_country": "Malaysiaa"}], key_file)
     assert _row(result)["destination_country"] == "MYS"
-    issue = [i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.fuzzy_match.destination_country"][0]
+    issue = next(i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.fuzzy_match.destination_country")
     assert issue["severity"] == "warning" and "MYS" in issue["message_en"]
 
 

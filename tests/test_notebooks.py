@@ -6,13 +6,19 @@ from pathlib import Path
 
 import jupytext
 import pytest
+import test_publish_support as support
 from nbclient import NotebookClient
-from test_publish_support import Ledger, agencies, codelists, ledger, zones  # noqa: F401
+from test_publish_support import Ledger, agencies
 
 from pipelines import settings
 from pipelines.publish import publish
 
 NOTEBOOKS = sorted((settings.PROJECT_DIR / "notebooks").glob("*.py"))
+
+
+codelists = support.codelists  # fixture
+ledger = support.ledger  # fixture
+zones = support.zones  # fixture
 
 
 @pytest.fixture

@@ -8,12 +8,17 @@ import random
 from pathlib import Path
 
 import pytest
-from test_publish_support import Ledger, agencies, codelists, ledger, zones  # noqa: F401
+import test_publish_support as support
+from test_publish_support import agencies
 
 from pipelines.publish import TOTAL, publish, suppress
-from pipelines.settings import Zones
 
 Cell = tuple[str, str]
+
+
+codelists = support.codelists  # fixture
+ledger = support.ledger  # fixture
+zones = support.zones  # fixture
 
 
 def attack(cells: dict[Cell, int | None]) -> dict[Cell, int]:
@@ -55,8 +60,12 @@ def with_margins(interior: dict[Cell, int]) -> dict[Cell, int]:
 @pytest.mark.parametrize("seed", range(40))
 def test_suppression_resists_recovery_on_random_tables(seed):
     rnd = random.Random(seed)
-    interior = {(f"r{i}", f"c{j}"): rnd.choice([1, 2, 3, 5, 8, 12, 20, 40, 200])
-                for i in range(rnd.randint(1, 7)) for j in range(rnd.randint(1, 5)) if rnd.random() < 0.8}
+    interior = {
+        (f"r{i}", f"c{j}"): rnd.choice([1, 2, 3, 5, 8, 12, 20, 40, 200])
+        for i in range(rnd.randint(1, 7))
+        for j in range(rnd.randint(1, 5))
+        if rnd.random() < 0.8
+    }
     if not interior:
         return
     cells = with_margins(interior)
@@ -86,16 +95,25 @@ def read_public(path: Path, meta: dict) -> dict[tuple, dict[Cell, int | None]]:
 
 @pytest.mark.parametrize("threshold", [10, 25])
 def test_published_tables_suppress_small_cells_and_resist_recovery(zones, ledger, codelists, threshold):
-    rare = ("CASE WHEN i % 97 = 0 THEN '61' WHEN i % 31 = 0 THEN '52' WHEN i % 13 = 0 THEN '35' "
-            "WHEN i % 2 = 0 THEN '32' ELSE '33' END")
-    ledger.add("bp2mi", n=1500, overrides={"origin_province_code": rare,
-                                           "occupation_code": "CASE WHEN i % 41 = 0 THEN '7212' ELSE '9111' END"})
+    rare = (
+        "CASE WHEN i % 97 = 0 THEN '61' WHEN i % 31 = 0 THEN '52' WHEN i % 13 = 0 THEN '35' "
+        "WHEN i % 2 = 0 THEN '32' ELSE '33' END"
+    )
+    ledger.add(
+        "bp2mi",
+        n=1500,
+        overrides={"origin_province_code": rare, "occupation_code": "CASE WHEN i % 41 = 0 THEN '7212' ELSE '9111' END"},
+    )
     result = publish(zones, ledger.batches, agencies(), codelists_dir=codelists, suppress_below=threshold)
     assert result.switched, result.reason
     release = zones.current.resolve()
     manifest = json.loads((release / "manifest.json").read_text(encoding="utf-8"))
-    assert set(manifest["public"]) >= {"placements_by_month_destination", "placements_by_year_province_sex",
-                                       "placements_by_year_sector_sex", "placements_by_year_occupation"}
+    assert set(manifest["public"]) >= {
+        "placements_by_month_destination",
+        "placements_by_year_province_sex",
+        "placements_by_year_sector_sex",
+        "placements_by_year_occupation",
+    }
     suppressed_somewhere = 0
     for name, meta in manifest["public"].items():
         assert (release / "public" / f"{name}.parquet").is_file()

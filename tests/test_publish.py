@@ -10,13 +10,19 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from test_publish_support import Ledger, agencies, codelists, issues, ledger, synth_sql, zones  # noqa: F401
+import test_publish_support as support
+from test_publish_support import Ledger, agencies, issues
 
 from pipelines.publish import list_releases, prune, publish, rollback
 from pipelines.schema import load_schema
 from pipelines.settings import Zones
 
 IDENTIFIERS = set(load_schema().direct_identifiers())
+
+
+codelists = support.codelists  # fixture
+ledger = support.ledger  # fixture
+zones = support.zones  # fixture
 
 
 def run(zones: Zones, ledger: Ledger, codelists: Path, **kw: object):
@@ -34,8 +40,10 @@ def test_later_batch_supersedes_earlier(zones, ledger, codelists):
     result = run(zones, ledger, codelists)
     assert result.switched, result.reason
     assert query(zones, "SELECT count(*) FROM placement_records") == [(20,)]
-    rows = query(zones, "SELECT DISTINCT batch_id, sector, contract_months FROM placement_records "
-                        "WHERE source_record_id::INT < 5")
+    rows = query(
+        zones,
+        "SELECT DISTINCT batch_id, sector, contract_months FROM placement_records WHERE source_record_id::INT < 5",
+    )
     assert rows == [("b0002-bp2mi", "formal", 36)]
     assert query(zones, "SELECT count(*) FROM placement_records WHERE batch_id = 'b0001-bp2mi'") == [(15,)]
 
@@ -46,8 +54,11 @@ def test_cross_agency_placement_counted_once_priority_wins(zones, ledger, codeli
     ledger.add("kbri_hk", n=3, day_shift=400)  # same workers, >31 days later: other placements
     assert run(zones, ledger, codelists).switched
     assert query(zones, "SELECT count(*) FROM placements") == [(13,)]
-    merged = query(zones, "SELECT source_agencies, n_sources, primary_agency, sector, conflicting_fields, "
-                          "len(source_record_keys) FROM placements WHERE n_sources > 1")
+    merged = query(
+        zones,
+        "SELECT source_agencies, n_sources, primary_agency, sector, conflicting_fields, "
+        "len(source_record_keys) FROM placements WHERE n_sources > 1",
+    )
     assert len(merged) == 10
     for agencies_, n, primary, sector, conflicts, n_keys in merged:
         assert agencies_ == ["bp2mi", "disnaker_jatim"] and n == 2 and n_keys == 2
@@ -122,28 +133,49 @@ def test_analyst_questions_each_one_query(zones, ledger, codelists):
     ledger.add("bp2mi", n=200)
     ledger.add("disnaker_jatim", n=50, step=4, day_shift=2)
     assert run(zones, ledger, codelists).switched
-    per_month = query(zones, "SELECT departure_year, departure_month, destination_country, sum(placements) "
-                             "FROM v_monthly_placements GROUP BY ALL ORDER BY ALL")
+    per_month = query(
+        zones,
+        "SELECT departure_year, departure_month, destination_country, sum(placements) "
+        "FROM v_monthly_placements GROUP BY ALL ORDER BY ALL",
+    )
     assert sum(r[3] for r in per_month) == 200
-    women = query(zones, "SELECT sector, sum(women) / sum(placements) FROM v_women_share_by_sector "
-                         "GROUP BY sector ORDER BY sector")
+    women = query(
+        zones,
+        "SELECT sector, sum(women) / sum(placements) FROM v_women_share_by_sector GROUP BY sector ORDER BY sector",
+    )
     assert {s for s, _ in women} == {"formal", "informal"} and all(0 < share < 1 for _, share in women)
     single = query(zones, "SELECT source_agency, count(*) FROM v_single_source_placements GROUP BY ALL")
     assert single == [("bp2mi", 150)]
-    recon = query(zones, "SELECT agency, sum(rows_reported), sum(matched_in_other_agencies), sum(unique_to_agency) "
-                         "FROM v_agency_reconciliation GROUP BY ALL ORDER BY 1")
+    recon = query(
+        zones,
+        "SELECT agency, sum(rows_reported), sum(matched_in_other_agencies), sum(unique_to_agency) "
+        "FROM v_agency_reconciliation GROUP BY ALL ORDER BY 1",
+    )
     assert recon == [("bp2mi", 200, 50, 150), ("disnaker_jatim", 50, 50, 0)]
 
 
 def test_data_quality_counts_rules_without_values(zones, ledger, codelists):
-    ledger.add("bp2mi", n=10, quarantined=2, warned=1,
-               issue_rows=issues([(3, "nik.format", "critical", "nik"), (3, "age.minimum_18", "critical", "age"),
-                                  (4, "nik.format", "critical", "nik"), (5, "contract_months.range", "warning",
-                                                                        "contract_months")]))
+    ledger.add(
+        "bp2mi",
+        n=10,
+        quarantined=2,
+        warned=1,
+        issue_rows=issues(
+            [
+                (3, "nik.format", "critical", "nik"),
+                (3, "age.minimum_18", "critical", "age"),
+                (4, "nik.format", "critical", "nik"),
+                (5, "contract_months.range", "warning", "contract_months"),
+            ]
+        ),
+    )
     ledger.add("kbri_hk", n=4, status="held")
     assert run(zones, ledger, codelists).switched
-    rows = query(zones, "SELECT agency, status, rows_read, rows_accepted, rows_quarantined, rows_warned, "
-                        "rows_by_rule['nik.format'] FROM data_quality ORDER BY seq")
+    rows = query(
+        zones,
+        "SELECT agency, status, rows_read, rows_accepted, rows_quarantined, rows_warned, "
+        "rows_by_rule['nik.format'] FROM data_quality ORDER BY seq",
+    )
     assert rows == [("bp2mi", "processed", 12, 10, 2, 1, 2), ("kbri_hk", "held", 4, 4, 0, 0, None)]
     cols = {r[0] for r in query(zones, "SELECT column_name FROM duckdb_columns() WHERE table_name LIKE 'data_qual%'")}
     assert "value" not in cols and "message_en" not in cols
@@ -187,10 +219,17 @@ def test_comments_from_schema_in_both_languages(zones, ledger, codelists):
     ledger.add("bp2mi", n=5)
     assert run(zones, ledger, codelists).switched
     desc = load_schema().field("destination_country").description
-    assert query(zones, "SELECT comment FROM duckdb_columns() WHERE table_name = 'placement_records' "
-                        "AND column_name = 'destination_country'") == [(f"{desc.id} / {desc.en}",)]
-    assert all(c for (c,) in query(zones, "SELECT comment FROM duckdb_views() "
-                                       "WHERE NOT internal AND starts_with(view_name, 'v_')"))
+    assert query(
+        zones,
+        "SELECT comment FROM duckdb_columns() WHERE table_name = 'placement_records' "
+        "AND column_name = 'destination_country'",
+    ) == [(f"{desc.id} / {desc.en}",)]
+    assert all(
+        c
+        for (c,) in query(
+            zones, "SELECT comment FROM duckdb_views() WHERE NOT internal AND starts_with(view_name, 'v_')"
+        )
+    )
 
 
 def test_empty_ledger_publishes_empty_release(zones, codelists):

@@ -22,25 +22,49 @@ from pipelines.schema import load_schema
 from pipelines.settings import Zones
 
 CODELISTS = {
-    "countries": [("HKG", "Hong Kong", "Hong Kong"), ("TWN", "Taiwan", "Taiwan"), ("MYS", "Malaysia", "Malaysia"),
-                  ("SGP", "Singapura", "Singapore"), ("SAU", "Arab Saudi", "Saudi Arabia"),
-                  ("JPN", "Jepang", "Japan"), ("KOR", "Korea Selatan", "South Korea")],
-    "provinces": [("32", "Jawa Barat", "West Java"), ("33", "Jawa Tengah", "Central Java"),
-                  ("35", "Jawa Timur", "East Java"), ("52", "Nusa Tenggara Barat", "West Nusa Tenggara"),
-                  ("61", "Kalimantan Barat", "West Kalimantan")],
-    "regencies": [("3201", "Kab. Bogor", "Bogor Regency"), ("3301", "Kab. Cilacap", "Cilacap Regency"),
-                  ("3501", "Kab. Pacitan", "Pacitan Regency"), ("5201", "Kab. Lombok Barat", "West Lombok"),
-                  ("6101", "Kab. Sambas", "Sambas Regency")],
-    "occupations": [("5322", "Pekerja perawatan pribadi", "Home-based personal care workers"),
-                    ("9111", "Pembantu rumah tangga", "Domestic cleaners and helpers"),
-                    ("7212", "Tukang las", "Welders"), ("6111", "Petani", "Field crop growers"),
-                    ("8322", "Pengemudi", "Car drivers")],
-    "education_levels": [("SD", "SD", "Primary"), ("SMP", "SMP", "Lower secondary"),
-                         ("SMA", "SMA", "Upper secondary"), ("S1", "S1", "Bachelor")],
+    "countries": [
+        ("HKG", "Hong Kong", "Hong Kong"),
+        ("TWN", "Taiwan", "Taiwan"),
+        ("MYS", "Malaysia", "Malaysia"),
+        ("SGP", "Singapura", "Singapore"),
+        ("SAU", "Arab Saudi", "Saudi Arabia"),
+        ("JPN", "Jepang", "Japan"),
+        ("KOR", "Korea Selatan", "South Korea"),
+    ],
+    "provinces": [
+        ("32", "Jawa Barat", "West Java"),
+        ("33", "Jawa Tengah", "Central Java"),
+        ("35", "Jawa Timur", "East Java"),
+        ("52", "Nusa Tenggara Barat", "West Nusa Tenggara"),
+        ("61", "Kalimantan Barat", "West Kalimantan"),
+    ],
+    "regencies": [
+        ("3201", "Kab. Bogor", "Bogor Regency"),
+        ("3301", "Kab. Cilacap", "Cilacap Regency"),
+        ("3501", "Kab. Pacitan", "Pacitan Regency"),
+        ("5201", "Kab. Lombok Barat", "West Lombok"),
+        ("6101", "Kab. Sambas", "Sambas Regency"),
+    ],
+    "occupations": [
+        ("5322", "Pekerja perawatan pribadi", "Home-based personal care workers"),
+        ("9111", "Pembantu rumah tangga", "Domestic cleaners and helpers"),
+        ("7212", "Tukang las", "Welders"),
+        ("6111", "Petani", "Field crop growers"),
+        ("8322", "Pengemudi", "Car drivers"),
+    ],
+    "education_levels": [
+        ("SD", "SD", "Primary"),
+        ("SMP", "SMP", "Lower secondary"),
+        ("SMA", "SMA", "Upper secondary"),
+        ("S1", "S1", "Bachelor"),
+    ],
     "marital_status": [("BK", "Belum kawin", "Single"), ("K", "Kawin", "Married"), ("CH", "Cerai hidup", "Divorced")],
     "sectors": [("formal", "Formal", "Formal"), ("informal", "Informal", "Informal")],
-    "placement_schemes": [("P2P", "P to P", "Private to private"), ("G2G", "G to G", "Government to government"),
-                          ("MANDIRI", "Perseorangan", "Individual")],
+    "placement_schemes": [
+        ("P2P", "P to P", "Private to private"),
+        ("G2G", "G to G", "Government to government"),
+        ("MANDIRI", "Perseorangan", "Individual"),
+    ],
     "sex": [("F", "Perempuan", "Female"), ("M", "Laki-laki", "Male")],
 }
 
@@ -60,15 +84,25 @@ def write_codelists(directory: Path) -> Path:
 
 def agencies() -> dict[str, AgencyConfig]:
     def cfg(code: str, kind: str, priority: int) -> AgencyConfig:
-        return AgencyConfig(agency=code, name=code.upper(), kind=kind, priority=priority,
-                            columns={"nik": ["nik"]})
+        return AgencyConfig(agency=code, name=code.upper(), kind=kind, priority=priority, columns={"nik": ["nik"]})
 
-    return {"bp2mi": cfg("bp2mi", "national", 1), "disnaker_jatim": cfg("disnaker_jatim", "provincial", 5),
-            "kbri_hk": cfg("kbri_hk", "mission", 9)}
+    return {
+        "bp2mi": cfg("bp2mi", "national", 1),
+        "disnaker_jatim": cfg("disnaker_jatim", "provincial", 5),
+        "kbri_hk": cfg("kbri_hk", "mission", 9),
+    }
 
 
-def synth_sql(agency: str, batch_id: str, n: int, *, start: int = 0, step: int = 1, day_shift: int = 0,
-              overrides: dict[str, str] | None = None) -> str:
+def synth_sql(
+    agency: str,
+    batch_id: str,
+    n: int,
+    *,
+    start: int = 0,
+    step: int = 1,
+    day_shift: int = 0,
+    overrides: dict[str, str] | None = None,
+) -> str:
     """SELECT of `n` synthetic accepted rows: placement i = start + k*step, cast to the published schema."""
     exprs = {
         "record_key": f"'{agency}:' || i::VARCHAR",
@@ -97,8 +131,7 @@ def synth_sql(agency: str, batch_id: str, n: int, *, start: int = 0, step: int =
         "quality_flags": "NULL",
     }
     exprs.update(overrides or {})
-    cols = ", ".join(f"CAST({exprs[f.name]} AS {f.sql_type}) AS {f.name}"
-                     for f in load_schema().published_fields())
+    cols = ", ".join(f"CAST({exprs[f.name]} AS {f.sql_type}) AS {f.name}" for f in load_schema().published_fields())
     return f"SELECT {cols} FROM (SELECT k, {start} + k * {step} AS i FROM range({n}) t(k))"
 
 
@@ -119,9 +152,13 @@ def issues(rows: Sequence[tuple[int, str, str, str]]) -> pa.Table:
     """Issue rows (source_row, rule_id, severity, field); values and messages are synthetic."""
     return pa.table(
         {
-            "source_row": [r[0] for r in rows], "rule_id": [r[1] for r in rows],
-            "severity": [r[2] for r in rows], "field": [r[3] for r in rows],
-            "value": ["x"] * len(rows), "message_id": ["pesan"] * len(rows), "message_en": ["message"] * len(rows),
+            "source_row": [r[0] for r in rows],
+            "rule_id": [r[1] for r in rows],
+            "severity": [r[2] for r in rows],
+            "field": [r[3] for r in rows],
+            "value": ["x"] * len(rows),
+            "message_id": ["pesan"] * len(rows),
+            "message_en": ["message"] * len(rows),
         },
         schema=ISSUE_SCHEMA,
     )
@@ -134,15 +171,33 @@ class Ledger:
         self.zones = zones
         self.batches: list[BatchRef] = []
 
-    def add(self, agency: str, select_sql: str | None = None, *, n: int = 100, status: str = "processed",
-            quarantined: int = 0, warned: int = 0, issue_rows: pa.Table | None = None, **synth: object) -> BatchRef:
+    def add(
+        self,
+        agency: str,
+        select_sql: str | None = None,
+        *,
+        n: int = 100,
+        status: str = "processed",
+        quarantined: int = 0,
+        warned: int = 0,
+        issue_rows: pa.Table | None = None,
+        **synth: object,
+    ) -> BatchRef:
         seq = len(self.batches) + 1
         batch_id = f"b{seq:04d}-{agency}"
         rows = stage(self.zones, batch_id, select_sql or synth_sql(agency, batch_id, n, **synth), issue_rows)
         ref = BatchRef(
-            batch_id=batch_id, agency=agency, sha256=f"{seq:064x}", file_name=f"{agency}_{seq}.csv",
-            received_at=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=seq), seq=seq, status=status,
-            rows_read=rows + quarantined, rows_accepted=rows, rows_quarantined=quarantined, rows_warned=warned,
+            batch_id=batch_id,
+            agency=agency,
+            sha256=f"{seq:064x}",
+            file_name=f"{agency}_{seq}.csv",
+            received_at=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=seq),
+            seq=seq,
+            status=status,
+            rows_read=rows + quarantined,
+            rows_accepted=rows,
+            rows_quarantined=quarantined,
+            rows_warned=warned,
         )
         self.batches.append(ref)
         return ref

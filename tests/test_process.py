@@ -1,0 +1,97 @@
+"""One file through all stages without Prefect: held files, resends in another layout, reconciliation."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import duckdb
+import pyarrow.parquet as pq
+
+from pipelines import config, inbox
+from pipelines.keys import load_secret
+from pipelines.ledger import Ledger
+from pipelines.process import _read_and_map, process_file
+from pipelines.schema import load_schema
+from pipelines.settings import Zones
+
+HEADER = ["No Registrasi", "NIK", "Nama", "Jenis Kelamin", "Negara Tujuan", "Tanggal Berangkat"]
+
+
+def _csv(rows: list[list[str]], header=HEADER, delimiter=",") -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter=delimiter)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def _good(i: int) -> list[str]:
+    return [f"R-{i}", f"35070145079500{i:02d}", "Siti Contoh", "P", "Hong Kong", "01/03/2024"]
+
+
+def _process(tmp_path, key_file, agency: str, name: str, content: bytes):
+    zones = Zones(tmp_path / "home").ensure()
+    ledger = Ledger(zones.ledger_db)
+    path = zones.inbox / agency / name
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    claim = inbox.claim(zones, ledger, agency, path)
+    outcome = process_file(zones, ledger, claim.entry, config.agency(agency), load_secret(key_file))
+    return zones, ledger.get(claim.entry.sha256), outcome
+
+
+def test_file_with_too_many_failing_rows_is_held_with_a_reason(tmp_path, key_file):
+    rows = [_good(1)] + [[f"R-{i}", "123", "X", "P", "Atlantis", "01/03/2024"] for i in range(2, 6)]
+    _zones, entry, outcome = _process(tmp_path, key_file, "bp2mi_siskop2mi", "bad.csv", _csv(rows))
+    assert outcome.status == entry.status == "held"
+    assert "held" in entry.reason_en.lower() and "ditahan" in entry.reason_id.lower()
+    assert (entry.rows_read, entry.rows_accepted, entry.rows_quarantined) == (5, 1, 4)
+
+
+def test_rows_read_equal_accepted_plus_quarantined_and_staging_matches(tmp_path, key_file):
+    rows = [_good(i) for i in range(1, 8)] + [["R-9", "", "Y", "P", "Hong Kong", "01/03/2024"]]
+    zones, entry, outcome = _process(tmp_path, key_file, "bp2mi_siskop2mi", "ok.csv", _csv(rows))
+    assert outcome.status == "processed"
+    assert entry.rows_read == entry.rows_accepted + entry.rows_quarantined == 8
+    staged = zones.staging / entry.batch_id
+    assert pq.read_table(staged / "accepted.parquet").num_rows == entry.rows_accepted
+    assert pq.read_table(staged / "quarantined.parquet").num_rows == entry.rows_quarantined
+    columns = pq.read_schema(staged / "accepted.parquet").names
+    assert not set(columns) & set(load_schema().direct_identifiers())
+
+
+def test_a_file_in_another_encoding_and_delimiter_than_declared_is_read_by_detection(tmp_path):
+    cfg = config.agency("p3mi_mitra_sejahtera")  # declares cp1252 and ';'
+    header = ["Worker ID", "National ID", "Full Name", "Gender", "Destination", "Departure Date"]
+    path = tmp_path / "resend.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + _csv([["W1", "3507014507950001", "Zoë", "Female", "Taiwan", "2024-03-01"]],
+                                            header=header))  # fmt: skip
+    read, mapped = _read_and_map(path, cfg, load_schema())
+    assert read.encoding.startswith("utf-8") and read.delimiter == ","
+    assert mapped.table.column("destination_country").to_pylist() == ["Taiwan"]
+    assert any("detection" in w.en for w in read.warnings)
+
+
+def test_rejected_file_gets_a_report_and_no_staging(tmp_path, key_file):
+    zones, entry, outcome = _process(tmp_path, key_file, "bp2mi_siskop2mi", "kosong.csv", b"")
+    assert outcome.status == entry.status == "rejected"
+    assert entry.reason_code == "empty_file"
+    assert not (zones.staging / entry.batch_id).exists()
+    pages = list((zones.reports / "bp2mi_siskop2mi").glob("*/index.html"))
+    assert len(pages) == 1 and "empty" in pages[0].read_text(encoding="utf-8").lower()
+
+
+def test_issues_hold_every_rule_a_row_broke_in_one_place(tmp_path, key_file):
+    rows = [["R-1", "123", "Z", "P", "Atlantis", "31/02/2024"]] + [_good(i) for i in range(2, 9)]
+    zones, entry, _ = _process(tmp_path, key_file, "bp2mi_siskop2mi", "x.csv", _csv(rows))
+    rules = {
+        r[0]
+        for r in duckdb.connect()
+        .execute(
+            "SELECT rule_id FROM read_parquet($p) WHERE source_row = 2",
+            {"p": str(zones.staging / entry.batch_id / "issues.parquet")},
+        )
+        .fetchall()
+    }
+    assert {"harmonise.unknown_code.destination_country", "harmonise.bad_date.departure_date", "nik.format"} <= rules
