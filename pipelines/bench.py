@@ -417,6 +417,11 @@ def table_text(result: dict) -> str:
         lines.append(f"pipeline / floor rows/s: {ratios['pipeline_vs_floor']:.2f}  (target >= 0.33)")
     if "pipeline_vs_peer" in ratios:
         lines.append(f"pipeline / peer  rows/s: {ratios['pipeline_vs_peer']:.2f}  (target > 1)")
+    if "pipeline_vs_floor_cpu" in ratios:
+        lines.append(
+            f"same, per CPU second (whole process, start-up included): floor {ratios['pipeline_vs_floor_cpu']:.2f}"
+            + (f", peer {ratios['pipeline_vs_peer_cpu']:.2f}" if "pipeline_vs_peer_cpu" in ratios else "")
+        )
     if pipe:
         st = pipe["stages"]
         lines.append("")
@@ -540,14 +545,22 @@ def main(argv: list[str] | None = None) -> dict:
     shutil.rmtree(warm_home, ignore_errors=True)
 
     floors, peers, pipes = [], [], []
+    partial = out / f"bench-{args.rows}.partial.json"
+
+    def checkpoint() -> None:  # a long run that is stopped still leaves its figures so far
+        runs = {"floor_runs": floors, "peer_runs": peers, "pipeline_runs": pipes}
+        partial.write_text(json.dumps({**result, **runs}, indent=1, default=str) + "\n", encoding="utf-8")
+
     last_home: Path | None = None
     for i in range(args.repeat):  # interleaved, so a noisy neighbour hits all three alike
         if "floor" not in args.skip:
             floors.append(run_floor(files, out / "work" / "floor"))
             print(f"bench: [{i + 1}/{args.repeat}] floor    {_rate(floors[-1]['rows_per_s'])}", flush=True)
+            checkpoint()
         if "peer" not in args.skip:
             peers.append(run_peer(inbox / agencies[0], "*.csv", out / "work" / "peer", env))
             print(f"bench: [{i + 1}/{args.repeat}] peer     {_rate(peers[-1]['rows_per_s'])}", flush=True)
+            checkpoint()
         if "pipeline" not in args.skip:
             home = out / "homes" / f"pipeline-{i}"
             if last_home and last_home != home and not args.keep_homes:
@@ -560,6 +573,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"(flow {pipes[-1]['work_s']:.1f} s, wall {pipes[-1]['wall_s']:.1f} s)",
                 flush=True,
             )
+            checkpoint()
     if floors:
         result["floor"] = summarise(floors)
     if peers:
@@ -571,6 +585,11 @@ def main(argv: list[str] | None = None) -> dict:
         ratios["pipeline_vs_floor"] = round(result["pipeline"]["rows_per_s"] / result["floor"]["rows_per_s"], 3)
     if peers and pipes:
         ratios["pipeline_vs_peer"] = round(result["pipeline"]["rows_per_s"] / result["peer"]["rows_per_s"], 3)
+    # CPU seconds for the same rows: robust to noisy neighbours on a shared machine, unlike wall time
+    if floors and pipes and result["pipeline"]["cpu_s"]:
+        ratios["pipeline_vs_floor_cpu"] = round(result["floor"]["cpu_s"] / result["pipeline"]["cpu_s"], 3)
+    if peers and pipes and result["pipeline"]["cpu_s"]:
+        ratios["pipeline_vs_peer_cpu"] = round(result["peer"]["cpu_s"] / result["pipeline"]["cpu_s"], 3)
     if pipes and result["pipeline"]["work_s"]:
         ratios["validate_share"] = round(
             result["pipeline"]["stages"].get("validate", 0) / result["pipeline"]["work_s"], 3
@@ -627,6 +646,7 @@ def main(argv: list[str] | None = None) -> dict:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for path in (out / f"bench-{args.rows}.json", out / f"bench-{args.rows}-{stamp}.json"):
         path.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+    partial.unlink(missing_ok=True)
     print(f"\nbench: results in {out / f'bench-{args.rows}.json'}")
     return result
 

@@ -23,6 +23,7 @@ from pipelines.ledger import IN_FLIGHT, Ledger
 from pipelines.locking import WriterBusy, writer_lock  # noqa: F401 - WriterBusy is part of this module's API
 from pipelines.problems import ConfigError
 from pipelines.settings import Zones
+from pipelines.status import publish_needed
 
 DEFAULT_STABLE_SECONDS = float(os.environ.get("SDMI_STABLE_SECONDS", "5"))
 
@@ -262,9 +263,13 @@ def ingest_flow(
             from pipelines import report
 
             report.write_index(zones.reports)
-        if publish and (futures or not zones.current.exists()):
+        if publish and (futures or not zones.current.exists() or publish_needed(zones)):
             t0 = time.perf_counter()
-            result = publish_flow(str(zones.home))
+            try:
+                result = publish_flow(str(zones.home))
+            except Exception as exc:  # a full disk, an I/O error: `current` is untouched, exit 2 not a traceback
+                logger.error("publish failed, the previous release stays current: %s", exc)
+                result = {"switched": False, "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())[:1000]}"}
             summary.timings["publish"] = round(time.perf_counter() - t0, 3)
             summary.release_id = result.get("release_id")
             summary.rows_published = result.get("counts", {}).get("placement_records")

@@ -76,12 +76,9 @@ def _read(path: Path, cfg: AgencyConfig, report: CheckReport) -> readers.ReadRes
     except FileRejected as exc:
         if exc.code not in ("encoding_mismatch", "wrong_delimiter"):
             raise
-    result = readers.read_file(
-        path, cfg.read.model_copy(update={"encoding": None, "delimiter": None}), expected
-    )
+    result = readers.read_file(path, cfg.read.model_copy(update={"encoding": None, "delimiter": None}), expected)
     report.warnings.append(
-        "the file does not use the registered encoding/delimiter; "
-        f"read as {result.encoding} / {result.delimiter!r}"
+        f"the file does not use the registered encoding/delimiter; read as {result.encoding} / {result.delimiter!r}"
     )
     return result
 
@@ -122,9 +119,7 @@ def check(path: Path, cfg: AgencyConfig, preview_rows: int = 5, run_date: date |
         schema=schema,
     )
     gx_issues = validate.validate(harmonised.table, cfg, run_date=run_date, schema=schema)
-    row_issues = (
-        read.row_issues.cast(ISSUE_SCHEMA) if read.row_issues.num_rows else ISSUE_SCHEMA.empty_table()
-    )
+    row_issues = read.row_issues.cast(ISSUE_SCHEMA) if read.row_issues.num_rows else ISSUE_SCHEMA.empty_table()
     issues = pa.concat_tables([row_issues, harmonised.issues, gx_issues])
     _, _, counts = stage.split(harmonised.table, issues, read.table, schema)
     report.rows_read, report.rows_accepted = counts.rows_read, counts.rows_accepted
@@ -185,11 +180,7 @@ def _required(schema: PlacementSchema) -> tuple[list[list[str]], set[str]]:
 
 def _q(value: object) -> str:
     """A YAML scalar, quoted when it needs to be."""
-    return (
-        yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1000)
-        .strip()
-        .removesuffix("\n...")
-    )
+    return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1000).strip().removesuffix("\n...")
 
 
 def draft(code: str, path: Path, agencies_dir: Path | None = None) -> Draft:
@@ -254,12 +245,8 @@ def _render(
     if "source_record_id" in matched:
         lines.append(f"record_id: [{_q(matched['source_record_id'])}]")
     else:
-        lines.append(
-            "# TODO record_id: [<header of the agency's own record id>]  (none matched; without it each"
-        )
-        lines.append(
-            "#   record is identified by a fingerprint of its row, and corrections cannot supersede)"
-        )
+        lines.append("# TODO record_id: [<header of the agency's own record id>]  (none matched; without it each")
+        lines.append("#   record is identified by a fingerprint of its row, and corrections cannot supersede)")
     lines.append("columns:")
     required_any = {f: g for g in groups for f in g}
     for f in schema.mapped_field_names():

@@ -49,6 +49,8 @@ def publish_needed(zones: Zones) -> bool:
     """True when the ledger's finished files differ from what the current release was built from."""
     if not zones.ledger_db.exists():
         return False
+    if zones.current.exists() and not zones.analyst_db.exists():
+        return True  # a crash between the two symlink switches: `current` is new, sdmi.duckdb missing
     finished = {(e.sha256, e.status) for e in Ledger(zones.ledger_db).files(status=FINAL)}
     manifest = zones.current / "manifest.json"
     if not manifest.exists():

@@ -124,7 +124,7 @@ def _gx():
     try:
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     except Exception:
         pass
     asset = context.data_sources.add_pandas("sdmi").add_dataframe_asset("harmonised")

@@ -31,6 +31,14 @@ def prefect_harness(prefect_home):
         yield prefect_home
 
 
+@pytest.fixture(scope="session")
+def prefect_api(prefect_harness) -> str:
+    """The harness server's API URL, for subprocesses: each then skips starting its own temporary server."""
+    from prefect.settings import PREFECT_API_URL
+
+    return str(PREFECT_API_URL.value())
+
+
 @pytest.fixture
 def key_file(tmp_path: Path) -> Path:
     from pipelines.keys import create_key_file

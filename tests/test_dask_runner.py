@@ -16,9 +16,8 @@ from pipelines import demo
 SDMI = str(Path(sys.executable).with_name("sdmi"))
 
 
-def _run(home: Path, key_file: Path, prefect_home: Path, **env: str) -> dict:
-    full = {**os.environ, "PREFECT_HOME": str(prefect_home), **env}
-    full.pop("PREFECT_API_URL", None)
+def _run(home: Path, key_file: Path, prefect_home: Path, api: str, **env: str) -> dict:
+    full = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_API_URL": api, **env}
     proc = subprocess.run(
         [SDMI, "run", "--home", str(home), "--key-file", str(key_file), "--stable-seconds", "0", "--json"],
         env=full, capture_output=True, text=True, timeout=900,
@@ -29,14 +28,14 @@ def _run(home: Path, key_file: Path, prefect_home: Path, **env: str) -> dict:
 
 
 @pytest.mark.slow
-def test_dask_runner_publishes_the_same_counts_as_the_thread_runner(tmp_path, key_file):
+def test_dask_runner_publishes_the_same_counts_as_the_thread_runner(tmp_path, key_file, prefect_harness, prefect_api):
     samples = tmp_path / "samples"
     demo.generate(samples, rows=1000)
     results = {}
     for kind in ("threads", "dask"):
         home = tmp_path / kind
         shutil.copytree(samples, home / "inbox")
-        results[kind] = _run(home, key_file, tmp_path / "prefect", SDMI_TASK_RUNNER=kind, SDMI_WORKERS="2")
+        results[kind] = _run(home, key_file, prefect_harness, prefect_api, SDMI_TASK_RUNNER=kind, SDMI_WORKERS="2")
     keys = ("processed", "rejected", "held", "rows_read", "rows_accepted", "rows_quarantined", "rows_published",
             "placements_published")  # fmt: skip
     assert {k: results["dask"][k] for k in keys} == {k: results["threads"][k] for k in keys}

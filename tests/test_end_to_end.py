@@ -218,3 +218,15 @@ def test_every_null_code_is_explained_by_a_flag_or_a_field_the_agency_does_not_s
             if field == "occupation_code":
                 sent.discard("occupation_code")
             assert field not in sent, f"{agency} sends {field} but some nulls carry no warning"
+
+
+def test_each_onboarded_agency_reaches_published_rows_from_its_own_file_format(demo_run):
+    from pipelines import config
+
+    zones, *_ = demo_run
+    con = _warehouse(zones)
+    published = dict(con.execute("SELECT source_agency, count(*) FROM placement_records GROUP BY ALL").fetchall())
+    formats = {a: c.read.format for a, c in config.agencies().items()}
+    assert set(published) == set(formats)
+    assert all(n > 0 for n in published.values())
+    assert {"csv", "xlsx", "json"} <= set(formats.values())

@@ -113,6 +113,7 @@ if mode == "replace":
     for c in copies:
         with open(path, "rb") as src, open(c, "wb") as dst:
             dst.write(src.read())
+print("ready", flush=True)
 end = time.time() + seconds
 i = 0
 while time.time() < end:
@@ -136,10 +137,11 @@ def test_a_file_changed_by_another_process_while_hashed_is_left_for_the_next_pas
     ledger = Ledger(zones.ledger_db)
     path = zones.inbox / "bp2mi_siskop2mi" / "growing.csv"
     path.parent.mkdir(parents=True)
-    path.write_bytes(os.urandom(1024) * 96 * 1024)  # 96 MiB: hashing takes long enough to see the writer
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), mode, "60"])
+    path.write_bytes(os.urandom(1024) * 32 * 1024)  # 32 MiB: hashing takes long enough to see the writer
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), mode, "60"], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5 if mode == "replace" else 0.3)  # let the writer make its two copies
+        assert writer.stdout.readline().strip() == "ready"  # its copies made, the writing loop starts now
+        time.sleep(0.1)
         claims = [inbox.claim(zones, ledger, "bp2mi_siskop2mi", path) for _ in range(3)]
     finally:
         writer.kill()
