@@ -46,13 +46,13 @@ def make_task_runner(kind: str | None = None, workers: int | None = None):
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
-def _transient_io(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's callback signature
+def _transient_io(task, task_run, state) -> bool:
     """Retry only what a retry can fix: I/O hiccups. A bad file is an outcome, not an error."""
     try:
         state.result(raise_on_failure=True)
     except (OSError, TimeoutError) as exc:
         return not isinstance(exc, FileNotFoundError | PermissionError)
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         return False
     return False
 
@@ -120,7 +120,7 @@ class RunSummary:
 
 def _claim_inbox(zones: Zones, ledger: Ledger, stable_seconds: float, summary: RunSummary) -> None:
     known = set(config.agencies())
-    for agency, paths in inbox.waiting_files(zones, known).items():
+    for agency, paths in inbox.waiting_files(zones).items():
         if agency not in known:
             summary.not_onboarded.append(agency)
             continue
@@ -233,7 +233,7 @@ def ingest_flow(
         for future, entry in futures.items():
             try:
                 outcome = future.result(raise_on_failure=True)
-            except Exception as exc:  # noqa: BLE001 - one file's failure must not stop the others
+            except Exception as exc:
                 summary.errors += 1
                 logger.error("file %s failed: %s", entry.sha256[:12], type(exc).__name__)
                 summary.files.append(
@@ -302,7 +302,7 @@ def _artifacts(summary: RunSummary) -> None:
         create_markdown_artifact(key="sdmi-run-summary", markdown=summary_markdown(summary), description="SDMI run")
         if summary.files:
             create_table_artifact(key="sdmi-files", table=summary.files, description="Files in this run")
-    except Exception:  # noqa: BLE001 - artifacts are a view; never fail a run for them
+    except Exception:
         pass
 
 

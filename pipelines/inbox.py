@@ -38,8 +38,8 @@ def is_stable(path: Path, stable_seconds: float, now: float | None = None) -> bo
     return (now or time.time()) - st.st_mtime >= stable_seconds and st.st_size == path.stat().st_size
 
 
-def waiting_files(zones: Zones, known_agencies: set[str]) -> dict[str, list[Path]]:
-    """Every candidate file per agency folder; folders of agencies not onboarded are reported, not read."""
+def waiting_files(zones: Zones) -> dict[str, list[Path]]:
+    """Every candidate file per agency folder (onboarded or not: the caller decides what to read)."""
     found: dict[str, list[Path]] = {}
     if not zones.inbox.exists():
         return found
@@ -52,7 +52,7 @@ def waiting_files(zones: Zones, known_agencies: set[str]) -> dict[str, list[Path
             key=lambda p: (p.stat().st_mtime, p.name),
         )
         if files:
-            found[agency if agency in known_agencies else f"?{agency}"] = files
+            found[agency] = files
     return found
 
 

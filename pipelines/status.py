@@ -38,7 +38,7 @@ def collect(zones: Zones) -> dict:
             )  # fmt: skip
         info["quarantine"] = sum(e.rows_quarantined or 0 for e in ledger.files(status=("processed", "held")))
         info["last_runs"] = ledger.runs(3)
-    for agency, paths in waiting_files(zones, set(config.agencies())).items():
+    for agency, paths in waiting_files(zones).items():
         info["inbox"][agency] = len(paths)
     info["release"] = collect_release(zones)
     info["publish_pending"] = publish_needed(zones)
@@ -68,7 +68,7 @@ def idle_summary(zones: Zones, publish: bool, wait_seconds: float = 0) -> dict |
     another holds it still exits 4. Keys match flows.RunSummary.as_dict().
     """
     with writer_lock(zones, wait_seconds):
-        if waiting_files(zones, set(config.agencies())):
+        if set(waiting_files(zones)) & set(config.agencies()):
             return None
         if zones.ledger_db.exists() and Ledger(zones.ledger_db).files(status=IN_FLIGHT):
             return None

@@ -35,9 +35,7 @@ def _match(name: str, value: str | None) -> dict:
 
 
 @pytest.mark.parametrize(("codelist", "spelling", "expected"), _spellings())
-def test_real_world_spelling_maps_to_expected_code_or_none(
-    codelist: str, spelling: str, expected: str
-) -> None:
+def test_real_world_spelling_maps_to_expected_code_or_none(codelist: str, spelling: str, expected: str) -> None:
     row = _match(codelist, spelling)
     if expected == "UNKNOWN":
         assert (row["code"], row["match"]) == (None, "unknown")
@@ -60,9 +58,7 @@ def test_every_list_has_the_required_columns_and_unique_codes(name: str) -> None
     assert {"code", "name_id", "name_en", "variants"} <= set(table.column_names)
     found = codelists.codes(name)
     assert len(found) == len(set(found))
-    assert (
-        all(found) and all(table.column("name_id").to_pylist()) and all(table.column("name_en").to_pylist())
-    )
+    assert all(found) and all(table.column("name_id").to_pylist()) and all(table.column("name_en").to_pylist())
 
 
 def test_load_returns_every_column_as_strings() -> None:

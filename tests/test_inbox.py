@@ -52,7 +52,7 @@ def test_partial_and_hidden_names_are_never_candidates(tmp_path):
     for name in ("x.part", "x.tmp", "~$book.xlsx", ".hidden.csv", "y.crdownload"):
         _drop(zones, "bp2mi_siskop2mi", name, b"1")
     _drop(zones, "bp2mi_siskop2mi", "ok.csv", b"1")
-    found = inbox.waiting_files(zones, {"bp2mi_siskop2mi"})
+    found = inbox.waiting_files(zones)
     assert [p.name for p in found["bp2mi_siskop2mi"]] == ["ok.csv"]
 
 

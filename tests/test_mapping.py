@@ -33,9 +33,7 @@ def _cfg(**extra) -> AgencyConfig:
 
 
 def test_headers_match_aliases_regardless_of_case_spacing_and_punctuation():
-    read = _read(
-        {"  nik ": ["1"], "NEGARA-TUJUAN": ["Jepang"], "tgl. berangkat": ["1/2/2024"], "l / p": ["P"]}
-    )
+    read = _read({"  nik ": ["1"], "NEGARA-TUJUAN": ["Jepang"], "tgl. berangkat": ["1/2/2024"], "l / p": ["P"]})
     mapped = map_batch(read, _cfg())
     assert mapped.table.column("destination_country").to_pylist() == ["Jepang"]
     assert mapped.matched["nik"] == "  nik "

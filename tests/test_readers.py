@@ -75,9 +75,7 @@ def test_csv_encoding_is_detected_and_text_decoded(tmp_path, encoding, expected_
     r = read_file(p, OPTS)
     assert r.encoding == expected_name
     assert r.header == ["NIK", "Nama", "Catatan"]
-    assert rows(r) == [
-        {"NIK": "0012345678901234", "Nama": "José Café", "Catatan": "biaya €5", "_source_row": 2}
-    ]
+    assert rows(r) == [{"NIK": "0012345678901234", "Nama": "José Café", "Catatan": "biaya €5", "_source_row": 2}]
 
 
 def test_csv_utf16_big_endian_with_bom_is_read(tmp_path):
@@ -305,9 +303,7 @@ def test_xlsx_cells_are_text_numbers_without_dot_zero(tmp_path):
     p = xlsx(tmp_path, [["NIK", "Umur", "Gaji", "Aktif"], ["0012345678901234", 30, 1500.5, True]])
     r = read_file(p, OPTS)
     assert r.format == "xlsx" and r.sheet == "Data"
-    assert rows(r) == [
-        {"NIK": "0012345678901234", "Umur": "30", "Gaji": "1500.5", "Aktif": "TRUE", "_source_row": 2}
-    ]
+    assert rows(r) == [{"NIK": "0012345678901234", "Umur": "30", "Gaji": "1500.5", "Aktif": "TRUE", "_source_row": 2}]
 
 
 def test_xlsx_nik_stored_as_number_comes_out_as_digits_with_a_precision_warning(tmp_path):
@@ -328,9 +324,7 @@ def test_xlsx_dates_and_datetimes_are_iso_text(tmp_path):
 
 def _serial_date_workbook(tmp_path: Path, name: str, epoch_1904: bool) -> Path:
     p = xlsx(tmp_path, [["Tanggal"], [45000]], name=name)
-    rewrite_member(
-        p, "xl/worksheets/sheet1.xml", lambda b: b.replace(b'<c r="A2" t="n">', b'<c r="A2" s="1" t="n">')
-    )
+    rewrite_member(p, "xl/worksheets/sheet1.xml", lambda b: b.replace(b'<c r="A2" t="n">', b'<c r="A2" s="1" t="n">'))
     # a cell style with the built-in date format 14 (m/d/yyyy), and the workbook's date system
 
     def styles(b: bytes) -> bytes:
@@ -463,10 +457,7 @@ def test_xlsx_larger_than_the_unpacked_cap_is_rejected(tmp_path):
 
 LAUGHS = (
     b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-    + b"".join(
-        b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
-        for i in range(1, 10)
-    )
+    + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
     + b"]>"
 )
 

@@ -77,9 +77,7 @@ def mutated(draw: st.DrawFn) -> bytes:
         elif op == "cut":
             del data[pos:]
         elif op == "insert":
-            data[pos:pos] = draw(
-                st.sampled_from([b'"', b",", b"\n", b"\x00", b"{", b"\xff\xfe", b"\r", b";"])
-            )
+            data[pos:pos] = draw(st.sampled_from([b'"', b",", b"\n", b"\x00", b"{", b"\xff\xfe", b"\r", b";"]))
         elif data:
             del data[pos : pos + draw(st.integers(1, 64))]
     return bytes(data)

@@ -136,9 +136,7 @@ class Page(HTMLParser):
 
 
 def written(tmp_path: Path, report: FileReport, issues: pa.Table | None, rows: pa.Table | None, **kw) -> Path:
-    paths = write_report(
-        tmp_path / "reports", report, issues, rows, kw.pop("ids", IDENTIFIER_COLUMNS), HINTS, **kw
-    )
+    paths = write_report(tmp_path / "reports", report, issues, rows, kw.pop("ids", IDENTIFIER_COLUMNS), HINTS, **kw)
     html = next(p for p in paths if p.name == HTML_NAME)
     assert html.parent == report_dir(tmp_path / "reports", report)
     return html.parent
@@ -181,9 +179,7 @@ def test_status_is_given_in_large_friendly_words_indonesian_first(partly_accepte
 
 
 def test_large_counts_are_grouped_so_neither_language_misreads_them(tmp_path: Path) -> None:
-    folder = written(
-        tmp_path, make_report(rows_read=1234567, rows_accepted=1234567, rows_quarantined=0), None, None
-    )
+    folder = written(tmp_path, make_report(rows_read=1234567, rows_accepted=1234567, rows_quarantined=0), None, None)
     assert page(folder).by_id["rows-read"] == "1\u202f234\u202f567"
 
 
@@ -209,9 +205,7 @@ def test_example_values_are_shown_for_non_identifier_fields(partly_accepted: Pat
 
 def test_long_row_lists_are_capped_with_and_n_more(tmp_path: Path) -> None:
     odd_rows = list(range(3, 403, 2))  # 200 rows, none adjacent: 200 segments
-    issues = make_issues(
-        *(issue(r, "departure_date.range", "departure_date", "2099-01-01") for r in odd_rows)
-    )
+    issues = make_issues(*(issue(r, "departure_date.range", "departure_date", "2099-01-01") for r in odd_rows))
     folder = written(tmp_path, make_report(rows_read=500, rows_quarantined=200), issues, make_rows(500))
     text = page(folder).text
     assert "3, 5, 7" in text and ", 101 " in text and "103," not in text
@@ -233,9 +227,7 @@ def test_identifier_values_never_appear_in_index_html_even_when_passed_in_issues
         issue(8, "passport.format", "passport_number", "X1234567"),
         issue(9, "nik.format", "NIK", "3201999"),  # the agency's own column name as field
     )
-    html = (written(tmp_path, make_report(rows_read=10), issues, rows) / HTML_NAME).read_text(
-        encoding="utf-8"
-    )
+    html = (written(tmp_path, make_report(rows_read=10), issues, rows) / HTML_NAME).read_text(encoding="utf-8")
     for secret in (SECRET_NIK, "Rahasia", "31/02/1990", "X1234567", "3201999"):
         assert secret not in html
     assert "Tidak ditampilkan: data pribadi" in html
@@ -246,9 +238,7 @@ def test_identifier_quoted_in_a_message_or_misfiled_value_is_masked(tmp_path: Pa
     leaky = issue(3, "sex.required", "sex", "Siti Rahmawati")  # a misaligned column: 'sex' holds a name
     leaky["message_id"] = f"NIK {SECRET_NIK} tidak cocok."
     leaky["message_en"] = f"NIK {SECRET_NIK} does not match."
-    html = (written(tmp_path, make_report(rows_read=5), make_issues(leaky), rows) / HTML_NAME).read_text(
-        "utf-8"
-    )
+    html = (written(tmp_path, make_report(rows_read=5), make_issues(leaky), rows) / HTML_NAME).read_text("utf-8")
     assert SECRET_NIK not in html
     assert "Siti Rahmawati" not in html
     assert "NIK ••• tidak cocok." in html
@@ -257,9 +247,7 @@ def test_identifier_quoted_in_a_message_or_misfiled_value_is_masked(tmp_path: Pa
 def test_file_name_and_values_are_html_escaped(tmp_path: Path) -> None:
     name = 'data <script>alert("x")</script> & "agustus".csv'
     rows = make_rows(5, Negara_Tujuan={3: "<script>alert(1)</script>"})
-    issues = make_issues(
-        issue(3, "destination_country.required", "destination_country", "<img src=x onerror=1>")
-    )
+    issues = make_issues(issue(3, "destination_country.required", "destination_country", "<img src=x onerror=1>"))
     folder = written(tmp_path, make_report(file_name=name, rows_read=5), issues, rows)
     html = (folder / HTML_NAME).read_text(encoding="utf-8")
     assert "<script" not in html and "<img" not in html
@@ -313,9 +301,7 @@ def test_personal_data_note_is_shown_with_the_rejected_rows_links(partly_accepte
 
 def test_field_names_can_be_shown_as_the_agency_column(tmp_path: Path) -> None:
     issues = make_issues(issue(3, "departure_date.range", "departure_date", "2099-01-01"))
-    folder = written(
-        tmp_path, make_report(), issues, make_rows(5), field_columns={"departure_date": "Tgl Berangkat"}
-    )
+    folder = written(tmp_path, make_report(), issues, make_rows(5), field_columns={"departure_date": "Tgl Berangkat"})
     assert "Tgl Berangkat" in page(folder).text
 
 
@@ -363,18 +349,14 @@ def test_csv_starts_with_a_utf8_bom_for_excel(partly_accepted: Path) -> None:
 @pytest.mark.parametrize("dangerous", ['=HYPERLINK("http://x","y")', "+1+2", "-5", "@SUM(A1)", "\tx", "\rx"])
 def test_formula_cells_are_neutralised_in_csv(tmp_path: Path, dangerous: str) -> None:
     rows = make_rows(3, Negara_Tujuan={3: dangerous})
-    folder = written(
-        tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows
-    )
+    folder = written(tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows)
     assert read_csv(folder)[1][3] == "'" + dangerous
 
 
 @pytest.mark.parametrize("dangerous", ["=1+1", '=HYPERLINK("http://x")', "+1", "-5", "@A1", "\t=1"])
 def test_formula_cells_are_text_cells_with_a_quote_in_xlsx(tmp_path: Path, dangerous: str) -> None:
     rows = make_rows(3, Negara_Tujuan={3: dangerous})
-    folder = written(
-        tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows
-    )
+    folder = written(tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows)
     cell = openpyxl.load_workbook(folder / XLSX_NAME).active.cell(row=2, column=4)
     assert cell.data_type == "s"
     assert cell.value == "'" + dangerous
@@ -389,20 +371,13 @@ def test_every_xlsx_cell_is_text_so_a_nik_keeps_its_digits(partly_accepted: Path
 
 def test_control_characters_do_not_break_the_xlsx(tmp_path: Path) -> None:
     rows = make_rows(3, Negara_Tujuan={3: "Hong\x00Kong\x1b"})
-    folder = written(
-        tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows
-    )
-    assert (
-        openpyxl.load_workbook(folder / XLSX_NAME).active.cell(row=2, column=4).value
-        == "Hong\ufffdKong\ufffd"
-    )
+    folder = written(tmp_path, make_report(), make_issues(issue(3, "x.rule", "destination_country", "v")), rows)
+    assert openpyxl.load_workbook(folder / XLSX_NAME).active.cell(row=2, column=4).value == "Hong\ufffdKong\ufffd"
 
 
 def test_a_corrected_rejected_rows_file_sent_back_gets_fresh_reason_columns(tmp_path: Path) -> None:
     rows = (
-        make_rows(3)
-        .append_column(REASON_COLUMN, pa.array(["old"] * 3))
-        .append_column(ROW_COLUMN, pa.array(["9"] * 3))
+        make_rows(3).append_column(REASON_COLUMN, pa.array(["old"] * 3)).append_column(ROW_COLUMN, pa.array(["9"] * 3))
     )
     rows = rows.select([*HEADER, REASON_COLUMN, ROW_COLUMN, "_source_row"])
     folder = written(tmp_path, make_report(), make_issues(issue(2, "nik.format", "nik", "***")), rows)
@@ -466,11 +441,7 @@ def test_rejected_report_gives_the_reason_up_front(tmp_path: Path) -> None:
     )
     folder = written(tmp_path, report, None, None)
     text = page(folder).text
-    assert (
-        text.index("Ditolak")
-        < text.index("Kolom wajib tidak ditemukan: NIK.")
-        < text.index("Required column")
-    )
+    assert text.index("Ditolak") < text.index("Kolom wajib tidak ditemukan: NIK.") < text.index("Required column")
     assert not (folder / CSV_NAME).exists()
 
 
@@ -498,9 +469,7 @@ def test_report_json_holds_the_facts_but_no_row_data(partly_accepted: Path) -> N
 def test_agency_index_lists_reports_newest_first(tmp_path: Path) -> None:
     root = tmp_path / "reports"
     for day, name in [(1, "pertama.csv"), (3, "ketiga.csv"), (2, "kedua <i>.csv")]:
-        report = make_report(
-            file_name=name, sha256=f"{day:02d}" * 32, received_at=datetime(2024, 9, day, tzinfo=UTC)
-        )
+        report = make_report(file_name=name, sha256=f"{day:02d}" * 32, received_at=datetime(2024, 9, day, tzinfo=UTC))
         write_report(root, report, None, None, set(), {})
     (path,) = write_index(root)
     assert path == root / "bp2mi" / HTML_NAME

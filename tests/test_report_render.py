@@ -123,9 +123,7 @@ def report_page(tmp_path: Path) -> Iterator[Path]:
     yield next(p for p in paths if p.name == HTML_NAME)
 
 
-def test_report_page_renders_to_a_non_trivial_screenshot(
-    chromium: str, report_page: Path, tmp_path: Path
-) -> None:
+def test_report_page_renders_to_a_non_trivial_screenshot(chromium: str, report_page: Path, tmp_path: Path) -> None:
     png = tmp_path / "report.png"
     result = run_chromium(chromium, f"--screenshot={png}", "--window-size=1200,1600", report_page.as_uri())
     assert png.exists(), result.stderr[-2000:]

@@ -28,7 +28,6 @@ from pathlib import Path
 import duckdb
 
 from pipelines import inbox
-from pipelines.config import agencies
 from pipelines.ledger import FINAL, Ledger
 from pipelines.settings import Zones
 
@@ -260,7 +259,7 @@ def invariants(home: Path) -> list[str]:
     staged = {p.name for p in zones.staging.glob("[!.]*")} if zones.staging.exists() else set()
     problems += [f"staging: {b} missing" for b in sorted(final_batches - staged)]
     problems += [f"staging: {b} belongs to no processed file" for b in sorted(staged - final_batches)]
-    waiting = inbox.waiting_files(zones, set(agencies()))
+    waiting = inbox.waiting_files(zones)
     problems += [f"inbox: {p.name} would be picked up later" for ps in waiting.values() for p in ps]
     for root in (zones.current, zones.staging, zones.raw, zones.reports):
         problems += [f"temporary file visible: {p.relative_to(home)}" for p in temp_files(root)]
