@@ -230,3 +230,18 @@ def test_each_onboarded_agency_reaches_published_rows_from_its_own_file_format(d
     assert set(published) == set(formats)
     assert all(n > 0 for n in published.values())
     assert {"csv", "xlsx", "json"} <= set(formats.values())
+
+
+def test_quarantine_command_lists_held_rows_by_agency_and_rule(demo_run):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.status import quarantine_summary
+
+    zones, _, truth, _ = demo_run
+    result = CliRunner().invoke(app, ["quarantine", "--home", str(zones.home)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for b in truth.broken:
+        assert b["agency"] in result.output and b["expected_rule"] in result.output
+    rows = quarantine_summary(zones, "kbri_kuala_lumpur")
+    assert rows and {r["agency"] for r in rows} == {"kbri_kuala_lumpur"}

@@ -154,3 +154,28 @@ def test_a_file_changed_by_another_process_while_hashed_is_left_for_the_next_pas
     assert settled.kind == "new"
     assert settled.entry.sha256 == inbox.sha256_file(zones.home / settled.entry.raw_path)
     assert not path.exists()
+
+
+# ------------------------------------------------------------------------------------- the injector itself
+
+PROBE = """
+from pipelines import faults
+for i in range(1, 4):
+    faults.point("stage.mid_staging")
+    print(i, flush=True)
+"""
+
+
+def test_a_fault_kills_the_process_with_sigkill_exactly_at_the_nth_time_a_point_is_reached(tmp_path):
+    trace = tmp_path / "trace"
+    env = {**os.environ, "SDMI_FAULT": "stage.mid_staging:2", "SDMI_FAULT_TRACE": str(trace)}
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == -9
+    assert done.stdout.split() == ["1"]
+    assert trace.read_text().split() == ["stage.mid_staging"] * 2
+
+
+def test_an_unknown_fault_point_is_an_error_not_a_silent_no_op():
+    env = {**os.environ, "SDMI_FAULT": "stage.mid_stagin"}
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "unknown fault point" in done.stderr
