@@ -80,11 +80,15 @@ def _sql_str(value: str) -> str:
 
 
 def _date_expr(column: str, formats: list[str]) -> str:
-    expr = f"lower({column})"
-    for word, english in MONTHS_ID.items():
-        expr = f"regexp_replace({expr}, '\\b{word}\\b', '{english}', 'g')"
+    """Day-first formats; Indonesian month names rewritten to English first, but only where there are letters."""
     fmts = ", ".join(_sql_str(f) for f in [*formats, *ISO_FORMATS])
-    return f"CAST(try_strptime({expr}, [{fmts}]) AS DATE)"
+    named = f"lower({column})"
+    for word, english in MONTHS_ID.items():
+        named = f"regexp_replace({named}, '\\b{word}\\b', '{english}', 'g')"
+    return (
+        f"CAST(try_strptime(CASE WHEN regexp_matches({column}, '[A-Za-z]') THEN {named} ELSE {column} END, "
+        f"[{fmts}]) AS DATE)"
+    )
 
 
 def _hmac(message_sql: str) -> str:
@@ -165,7 +169,8 @@ def _harmonise(
                m.contract_months AS contract_months__raw,
                {_date_expr("m.birth_date", cfg.date_formats)} AS birth_date__parsed,
                {_date_expr("m.departure_date", cfg.date_formats)} AS departure_date__parsed,
-               {_hmac("concat_ws('|', " + fingerprint_cols + ")")} AS fingerprint,
+               CASE WHEN m.source_record_id IS NULL
+                    THEN {_hmac("concat_ws('|', " + fingerprint_cols + ")")} END AS fingerprint,
                {", ".join(match_cols)}
         FROM m {" ".join(joins)}
         """,

@@ -8,6 +8,7 @@ must never be loaded whole. (Each reader case has a unit test in tests/test_read
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import os
@@ -244,8 +245,9 @@ def _report_texts(home: Path, agency: str) -> dict[str, str]:
     for facts in (home / "reports" / agency).glob("*/report.json"):
         data = json.loads(facts.read_text(encoding="utf-8"))
         name = data.get("file_name") or data.get("file", {}).get("name")
-        page = (facts.parent / "index.html").read_text(encoding="utf-8")
-        out[name] = out.get(name, "") + facts.read_text(encoding="utf-8") + page
+        page = html.unescape((facts.parent / "index.html").read_text(encoding="utf-8"))
+        reason = (data.get("reason") or {}).get("en") or ""
+        out[name] = out.get(name, "") + json.dumps(data, ensure_ascii=False) + reason + page
     return out
 
 

@@ -27,7 +27,7 @@ from chaos.harness import (
 from pipelines.publish import current_release
 from pipelines.settings import Zones
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]  # includes building the shared start states
 
 
 def _prepare(world, starts, name: str) -> tuple[Path, object]:

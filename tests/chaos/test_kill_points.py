@@ -33,7 +33,7 @@ from chaos.harness import (
 
 from pipelines import faults
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(3600)]  # the shared fixture runs every scenario
 
 SCENARIOS = int(os.environ.get("SDMI_CHAOS_SCENARIOS", "50"))
 SEED = int(os.environ.get("SDMI_CHAOS_SEED", "20241128"))
@@ -71,12 +71,11 @@ def outcomes(world, starts) -> list[Outcome]:
         outcome = crash_and_recover(home, key, env, fault, start.reference, start=name)
         if outcome.held:
             shutil.rmtree(home, ignore_errors=True)  # keep broken ones for a post-mortem
+        OUTCOMES.append(outcome)  # as each ends: an interrupted session still prints what it saw
         return outcome
 
     with ThreadPoolExecutor(max_workers=JOBS) as pool:
-        results = list(pool.map(one, range(len(plan))))
-    OUTCOMES.extend(results)
-    return results
+        return list(pool.map(one, range(len(plan))))
 
 
 def test_an_uninterrupted_run_is_reproducible_so_equality_means_something(world, starts):
