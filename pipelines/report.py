@@ -50,7 +50,7 @@ EXAMPLE_LIMIT = 5  # distinct example values per problem
 # Message variants per problem: a message that quotes its value differs per row; the examples show the values.
 MESSAGE_LIMIT = 1
 VALUE_DISPLAY_CHARS = 80
-XLSX_MAX_ROWS = 1_048_576 - 1  # Excel's sheet limit, minus the header
+XLSX_MAX_ROWS = 20_000  # beyond this, the CSV (always complete) is the tool; openpyxl is slow
 XLSX_MAX_CELL = 32_767  # Excel's cell limit (characters)
 
 # Fallback when the schema cannot be loaded; normally read from schemas/placement.yaml (`pii: direct`).

@@ -106,10 +106,9 @@ def test_run_json_prints_one_json_summary_line(prefect_harness, tmp_path, key_fi
 
 
 @pytest.mark.slow
-def test_run_on_a_terminal_shows_a_progress_bar(tmp_path, key_file):
+def test_run_on_a_terminal_shows_a_progress_bar(tmp_path, key_file, prefect_api):
     _junk_inbox(tmp_path)
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "120"}
-    env.pop("PREFECT_API_URL", None)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "120", "PREFECT_API_URL": prefect_api}
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [SDMI, "run", "--home", str(tmp_path), "--key-file", str(key_file), "--stable-seconds", "0", "--no-publish"],
