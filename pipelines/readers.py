@@ -391,9 +391,16 @@ def _drop_unnamed_empty(table: pa.Table, names: list[str], unnamed: set[str]) ->
 
 
 def _candidate_encodings(path: Path, head: bytes, options: ReadOptions) -> list[str]:
-    if options.encoding:
-        return [options.encoding]
     bom = _bom_encoding(head)
+    if options.encoding:
+        declared = _known_codec(options.encoding) or options.encoding
+        if bom and bom.startswith("utf-16") and not declared.replace("_", "-").startswith("utf-16"):
+            raise _reject(
+                "encoding_mismatch",
+                f"Berkas ini berenkode {bom} (ada BOM), bukan {options.encoding} seperti yang terdaftar.",
+                f"This file is {bom} (it has a byte-order mark), not {options.encoding} as registered.",
+            )
+        return [options.encoding]
     if bom:
         return [bom]
     u16 = _utf16_without_bom(head)

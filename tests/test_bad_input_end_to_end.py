@@ -286,12 +286,6 @@ def test_every_bad_file_ends_with_a_clear_reason_in_the_ledger_and_the_agencys_r
     assert problems == [], "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="readers._candidate_encodings trusts the declared encoding over a UTF-16 BOM: the NUL bytes then "
-    "reject the file as binary_content instead of encoding_mismatch, so process._read never falls back to "
-    "detection (handed to the readers owner)",
-)
 def test_a_utf16_file_with_a_bom_for_an_agency_declared_utf8_is_read_by_detection(bad_run):
     _, home, _, cases, *_ = bad_run
     assert _problems(home, [c for c in cases if c.known_bug]) == []

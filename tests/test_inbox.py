@@ -104,3 +104,19 @@ def test_ledger_sequence_orders_files_as_they_are_claimed(tmp_path):
     b, _ = ledger.claim("b" * 64, "x_y", "b.csv", 1)
     assert (a.seq, b.seq) == (1, 2)
     assert a.batch_id == "x_y-" + "a" * 16
+
+
+def test_a_file_replaced_between_hashing_and_archiving_is_left_for_the_next_pass(tmp_path, monkeypatch):
+    zones, ledger = _zones(tmp_path)
+    path = _drop(zones, "bp2mi_siskop2mi", "a.csv", b"first version")
+    real_archive = inbox._archive
+
+    def replaced_meanwhile(source, target):
+        source.write_bytes(b"second version, longer")
+        real_archive(source, target)
+
+    monkeypatch.setattr(inbox, "_archive", replaced_meanwhile)
+    claim = inbox.claim(zones, ledger, "bp2mi_siskop2mi", path)
+    assert claim.kind == "unstable"
+    assert path.exists() and ledger.files() == []
+    assert not [p for p in zones.raw.rglob("*") if p.is_file()]
