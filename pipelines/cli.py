@@ -131,8 +131,8 @@ def print_summary(zones: Zones, summary: dict) -> None:
     c.print(f"  reports:        {zones.reports}/<agency>/<file>/index.html")
     c.print("  try / coba:")
     c.print(
-        f"    duckdb -readonly {zones.analyst_db} \"SELECT destination_country, count(*) AS placements "
-        "FROM placements GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
+        f'    duckdb -readonly {zones.analyst_db} "SELECT destination_country, count(*) AS placements '
+        'FROM placements GROUP BY 1 ORDER BY 2 DESC LIMIT 5"'
     )
 
 
@@ -303,9 +303,7 @@ def serve(
     home: Home = None,
     key_file: KeyFile = None,
     interval: Annotated[float, typer.Option(help="seconds between passes over the inbox")] = 60,
-    publish_cron: Annotated[
-        str | None, typer.Option(help="cron schedule of publishing, e.g. '0 * * * *'")
-    ] = None,
+    publish_cron: Annotated[str | None, typer.Option(help="cron schedule of publishing, e.g. '0 * * * *'")] = None,
     publish_interval: Annotated[
         float, typer.Option(help="seconds between publish checks (publishes only when something changed)")
     ] = 3600,

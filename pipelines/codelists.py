@@ -184,9 +184,7 @@ def _index(name: str) -> _Index:
         compact.setdefault(_compact(key), set()).update(key_codes)
         if key in declared:
             compact_declared.add(_compact(key))
-    compact_exact = {
-        k: next(iter(v)) for k, v in compact.items() if len(v) == 1 and k not in compact_declared
-    }
+    compact_exact = {k: next(iter(v)) for k, v in compact.items() if len(v) == 1 and k not in compact_declared}
     compact_ambiguous = {k: tuple(sorted(v)) for k, v in compact.items() if k not in compact_exact}
     choices = list(found)
     return _Index(
@@ -207,9 +205,7 @@ def alias_table(name: str) -> pa.Table:
     left out, so a join on this table can never pick one of several codes by accident.
     """
     exact = _index(name).exact
-    return pa.table(
-        {"alias": pa.array(list(exact), pa.string()), "code": pa.array(list(exact.values()), pa.string())}
-    )
+    return pa.table({"alias": pa.array(list(exact), pa.string()), "code": pa.array(list(exact.values()), pa.string())})
 
 
 def _suggest(name: str, candidate_codes: Iterable[str]) -> str | None:
@@ -240,9 +236,7 @@ def _regency_kinds() -> dict[str, str]:
     return dict(zip(table.column("code").to_pylist(), table.column("kind").to_pylist(), strict=True))
 
 
-def _fuzzy(
-    name: str, index: _Index, key: str, threshold: float
-) -> tuple[str | None, str, float | None, str | None]:
+def _fuzzy(name: str, index: _Index, key: str, threshold: float) -> tuple[str | None, str, float | None, str | None]:
     """Best fuzzy candidate: a code only above the threshold and a margin ahead of every other code."""
     hits = process.extract(
         key,
@@ -269,11 +263,7 @@ def _fuzzy(
     if len(best_codes) != 1 or best_alias in index.ambiguous_markers:
         return None, AMBIGUOUS, float(best_score), suggestions
     runner_up = max(
-        (
-            score
-            for _, score, i in hits[1:]
-            if index.choice_codes[i] != best_codes or not index.choice_codes[i]
-        ),
+        (score for _, score, i in hits[1:] if index.choice_codes[i] != best_codes or not index.choice_codes[i]),
         default=0.0,
     )
     if best_score - runner_up < FUZZY_MARGIN:

@@ -121,9 +121,7 @@ class AgencyConfig(_Strict):
     date_formats: list[str] = Field(default_factory=lambda: ["%d/%m/%Y", "%d-%m-%Y", "%Y-%m-%d"])
     transforms: list[Transform] = Field(default_factory=list)
     expectations: list[AgencyExpectation] = Field(default_factory=list)
-    hold_threshold: float = Field(
-        default=0.5, gt=0, le=1, description="share of failing rows that holds a file"
-    )
+    hold_threshold: float = Field(default=0.5, gt=0, le=1, description="share of failing rows that holds a file")
     source_file: str | None = None
 
     @field_validator("agency")

@@ -98,9 +98,7 @@ PROVINCES: list[tuple[str, str, int]] = [
 ]
 
 
-def _kabs(
-    prov: str, names: str, boosts: dict[str, float] | None = None
-) -> list[tuple[str, str, bool, float]]:
+def _kabs(prov: str, names: str, boosts: dict[str, float] | None = None) -> list[tuple[str, str, bool, float]]:
     """Regencies numbered 01.. in the order given (Kemendagri order); cities start at 71."""
     out = []
     boosts = boosts or {}
@@ -686,9 +684,7 @@ def _passports(rng: np.random.Generator, n: int) -> pa.Array:
     return _join(_take(list(letters), key // 10_000_000), _text(key % 10_000_000))
 
 
-def _niks(
-    rng: np.random.Generator, reg_code: np.ndarray, birth: np.ndarray, female: np.ndarray
-) -> np.ndarray:
+def _niks(rng: np.random.Generator, reg_code: np.ndarray, birth: np.ndarray, female: np.ndarray) -> np.ndarray:
     """Region (4) + district (2) + DDMMYY (+40 on the day for women) + serial (4); unique."""
     y, m, d = _ymd(birth)
     district = rng.integers(1, 21, len(birth))
@@ -773,9 +769,9 @@ def _population(rng: np.random.Generator, n: int) -> _Population:
         chosen = rng.choice(rows, size=min(k, len(rows)), replace=False)
         kind[chosen] = np.array([KINDS.index(x) for x in kinds])[np.arange(len(chosen)) % len(kinds)]
     underage = kind == KINDS.index("underage")
-    birth[underage] = dep[underage] - np.round(
-        (16 + rng.random(int(underage.sum())) * 0.9) * 365.2425
-    ).astype("timedelta64[D]")
+    birth[underage] = dep[underage] - np.round((16 + rng.random(int(underage.sum())) * 0.9) * 365.2425).astype(
+        "timedelta64[D]"
+    )
 
     return _Population(
         n=n,
@@ -860,9 +856,7 @@ class _Writer:
         text = _text(self.pop.nik[v.idx])
         short = self.mask(v, "nik_15_digits")
         text = _put(text, short, pc.utf8_slice_codeunits(text.filter(pa.array(short)), 0, 15))
-        return _put(
-            text, self.mask(v, "missing_worker_key"), [""] * int(self.mask(v, "missing_worker_key").sum())
-        )
+        return _put(text, self.mask(v, "missing_worker_key"), [""] * int(self.mask(v, "missing_worker_key").sum()))
 
     def passport(self, v: _View) -> pa.Array:
         text = self.pop.passport.take(pa.array(v.idx))
@@ -874,9 +868,7 @@ class _Writer:
         text = _take(names, self.pop.dest[v.idx])
         text = pc.utf8_upper(text) if upper else text
         bad = self.mask(v, "unknown_country")
-        return _put(
-            text, bad, _take(UNKNOWN_COUNTRIES, self.rng.integers(0, len(UNKNOWN_COUNTRIES), int(bad.sum())))
-        )
+        return _put(text, bad, _take(UNKNOWN_COUNTRIES, self.rng.integers(0, len(UNKNOWN_COUNTRIES), int(bad.sum()))))
 
     def departure(self, v: _View, formatted: pa.Array, style: str) -> pa.Array:
         bad = self.mask(v, "impossible_date")
@@ -971,9 +963,7 @@ def _csv_bytes(columns: dict[str, pa.Array], delimiter: str, quote: bool) -> byt
     sink = io.BytesIO()
     if not quote:
         sink.write((delimiter.join(columns) + "\n").encode("utf-8"))
-    options = pacsv.WriteOptions(
-        delimiter=delimiter, quoting_style="needed" if quote else "none", include_header=quote
-    )
+    options = pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed" if quote else "none", include_header=quote)
     pacsv.write_csv(pa.table(columns), sink, options)
     return sink.getvalue()
 
@@ -1030,9 +1020,7 @@ def _write_jatim(w: _Writer, name: str, v: _View) -> None:
         "Sektor": w.sector(v, ("FORMAL", "INFORMAL")).to_pylist(),
         "Skema": w.scheme(v, ["PtoP", "GtoG", "Perseorangan"]).to_pylist(),
         "Nama P3MI": pc.utf8_upper(w.recruiter(v)).to_pylist(),
-        "Tgl Berangkat": [
-            t or d for t, d in zip(dep_text.to_pylist(), v.dep.astype(object).tolist(), strict=True)
-        ],
+        "Tgl Berangkat": [t or d for t, d in zip(dep_text.to_pylist(), v.dep.astype(object).tolist(), strict=True)],
         "Masa Kontrak": v.contract.tolist(),
     }
     wb = openpyxl.Workbook(write_only=True)
@@ -1059,9 +1047,7 @@ def _write_jatim(w: _Writer, name: str, v: _View) -> None:
 
     for row in zip(*cols.values(), strict=True):
         ws.append([cell(value, j) for j, value in enumerate(row)])
-    ws.append(
-        ["JUMLAH", None, None, None, None, None, None, None, None, None, None, None, None, None, None, n]
-    )
+    ws.append(["JUMLAH", None, None, None, None, None, None, None, None, None, None, None, None, None, None, n])
     path = w.path(JATIM, name)
     buffer = io.BytesIO()
     wb.save(buffer)
@@ -1091,9 +1077,7 @@ def _fixed_zip(data: bytes) -> bytes:
             content = src.read(item.filename)
             if item.filename == "docProps/core.xml":  # openpyxl stamps 'modified' with the time of saving
                 stamp = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
-                content = re.sub(
-                    rb"(<dcterms:modified[^>]*>)[^<]*(<)", rb"\g<1>" + stamp + rb"\g<2>", content
-                )
+                content = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(<)", rb"\g<1>" + stamp + rb"\g<2>", content)
             dst.writestr(info, content)
     return out.getvalue()
 
@@ -1220,9 +1204,7 @@ def generate(directory: Path, seed: int = 2024, rows: int = 6000) -> DemoTruth:
     pop = _population(rng, rows - n_overlap - n_redrop)
     mitra = np.flatnonzero(pop.agency == P3MI)
     if not any("’" in x or "é" in x for x in pop.name.take(pa.array(mitra)).to_pylist()):
-        pop.name = _put(
-            pop.name, np.arange(pop.n) == mitra[0], ["Siti Mu’awanah"]
-        )  # text only cp1252 encodes
+        pop.name = _put(pop.name, np.arange(pop.n) == mitra[0], ["Siti Mu’awanah"])  # text only cp1252 encodes
     truth = DemoTruth(seed=seed, rows=rows)
     w = _Writer(pop, rng, truth, directory)
 
@@ -1232,9 +1214,7 @@ def generate(directory: Path, seed: int = 2024, rows: int = 6000) -> DemoTruth:
     overlap = np.sort(rng.choice(candidates, size=n_overlap, replace=False))
     copies = _view(pop, overlap, sort=False)
     shift = rng.random(n_overlap) < 0.35
-    copies.dep[shift] += rng.choice(np.array([-3, -2, -1, 1, 2, 3]), int(shift.sum())).astype(
-        "timedelta64[D]"
-    )
+    copies.dep[shift] += rng.choice(np.array([-3, -2, -1, 1, 2, 3]), int(shift.sum())).astype("timedelta64[D]")
     copies.dep = np.clip(copies.dep, DEPARTURE_FIRST, DEPARTURE_LAST)
     conflict = (rng.random(n_overlap) < 0.3) & ~shift
     copies.contract[conflict] = np.where(copies.contract[conflict] == 24, 36, 24)
@@ -1267,9 +1247,7 @@ def generate(directory: Path, seed: int = 2024, rows: int = 6000) -> DemoTruth:
         ],
     )
 
-    _write_jatim(
-        w, "Rekap_Penempatan_PMI_Jatim_2023-2025.xlsx", _view(pop, np.flatnonzero(pop.agency == JATIM))
-    )
+    _write_jatim(w, "Rekap_Penempatan_PMI_Jatim_2023-2025.xlsx", _view(pop, np.flatnonzero(pop.agency == JATIM)))
     _write_p3mi(w, "MSA_deployment_report_2023-2025.csv", _view(pop, np.flatnonzero(pop.agency == P3MI)))
     _write_cilacap(w, "DATA PMI CILACAP 2023-2025.txt", _view(pop, np.flatnonzero(pop.agency == CILACAP_AG)))
     _write_kbri(w, "kbri_kl_pendataan_pmi.json", _view(pop, np.flatnonzero(pop.agency == KBRI)))

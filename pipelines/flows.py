@@ -227,9 +227,7 @@ def ingest_flow(
         pending = ledger.files(status=IN_FLIGHT)
         events.emit("files", total=len(pending))
         logger.info("%d file(s) to process, %d duplicate(s)", len(pending), summary.duplicates)
-        futures = {
-            process_file_task.submit(str(zones.home), e.sha256, str(key_path), run_date): e for e in pending
-        }
+        futures = {process_file_task.submit(str(zones.home), e.sha256, str(key_path), run_date): e for e in pending}
         for future, entry in futures.items():
             try:
                 outcome = future.result(raise_on_failure=True)

@@ -247,9 +247,7 @@ def _harmonise(
     return Harmonised(table.cast(schema.arrow_schema()), issues)
 
 
-def _issues(
-    con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict, present: set[str]
-) -> pa.Table:
+def _issues(con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict, present: set[str]) -> pa.Table:
     direct = set(schema.direct_identifiers())
     parts: list[str] = []
 
@@ -302,9 +300,7 @@ def _issues(
     }
     for rule_id, condition in nik_rules.items():
         spec = rules()[rule_id]
-        add(
-            (rule_id, spec["severity"], spec["message"]["id"], spec["message"]["en"]), "nik", condition, "nik"
-        )
+        add((rule_id, spec["severity"], spec["message"]["id"], spec["message"]["en"]), "nik", condition, "nik")
     spec = rules()["region.regency_outside_province"]
     add(
         ("region.regency_outside_province", spec["severity"], spec["message"]["id"], spec["message"]["en"]),

@@ -125,8 +125,7 @@ class Ledger:
                     (sha256, seq, agency, file_name, size, received, batch_id, received),
                 )
                 con.execute(
-                    "INSERT INTO receipts (sha256, agency, file_name, received_at, outcome)"
-                    " VALUES (?, ?, ?, ?, 'new')",
+                    "INSERT INTO receipts (sha256, agency, file_name, received_at, outcome) VALUES (?, ?, ?, ?, 'new')",
                     (sha256, agency, file_name, received),
                 )
                 row = con.execute("SELECT * FROM files WHERE sha256 = ?", (sha256,)).fetchone()

@@ -126,20 +126,14 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
             matched[t.into] = f"= {t.constant}"
             continue
         sources = (
-            [t.split]
-            if isinstance(t, SplitTransform)
-            else [t.extract]
-            if isinstance(t, RegexTransform)
-            else t.join
+            [t.split] if isinstance(t, SplitTransform) else [t.extract] if isinstance(t, RegexTransform) else t.join
         )
         found = [_find(headers, [s]) for s in sources]
         if any(f is None for f in found):
             continue  # reported below as a missing field if nothing else provides it
         used.update(f for f in found if f)
         if isinstance(t, SplitTransform):
-            for target, part in zip(
-                t.into, _split(table.column(found[0]), t.separator, len(t.into)), strict=True
-            ):
+            for target, part in zip(t.into, _split(table.column(found[0]), t.separator, len(t.into)), strict=True):
                 if target and target not in columns:
                     columns[target], matched[target] = part, f"{found[0]} (split)"
         elif isinstance(t, RegexTransform):
@@ -164,13 +158,7 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
     for t in cfg.transforms:
         targets = t.into if isinstance(t, SplitTransform) else [t.into]
         if any(x in direct for x in targets if x):
-            src = (
-                t.split
-                if isinstance(t, SplitTransform)
-                else t.extract
-                if isinstance(t, RegexTransform)
-                else None
-            )
+            src = t.split if isinstance(t, SplitTransform) else t.extract if isinstance(t, RegexTransform) else None
             for s in [s for s in ([src] if src else getattr(t, "join", [])) if s]:
                 hit = _find(headers, [s])
                 if hit:

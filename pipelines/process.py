@@ -229,5 +229,3 @@ def _read_and_map(
         )
     )
     return read, mapped
-
-

@@ -212,8 +212,7 @@ def sniff_format(path: Path) -> str:
             "not_a_table",
             "Berkas ini arsip ZIP (misalnya .docx, .ods atau .zip), bukan buku kerja Excel. "
             "Kirim berkas .xlsx atau CSV.",
-            "This file is a ZIP archive (e.g. .docx, .ods or .zip), not an Excel workbook. "
-            "Send an .xlsx or CSV file.",
+            "This file is a ZIP archive (e.g. .docx, .ods or .zip), not an Excel workbook. Send an .xlsx or CSV file.",
         )
     if head.startswith(b"%PDF") or head[:4] in (
         b"\x89PNG",
@@ -276,10 +275,8 @@ def read_file(path: Path, options: ReadOptions, expected_headers: Iterable[str] 
     if size > options.max_bytes:
         raise _reject(
             "file_too_large",
-            f"Berkas berukuran {size:,} byte, melebihi batas {options.max_bytes:,} byte. Bagi menjadi "
-            "beberapa berkas.",
-            f"The file is {size:,} bytes, above the limit of {options.max_bytes:,} bytes. Split it into "
-            "several files.",
+            f"Berkas berukuran {size:,} byte, melebihi batas {options.max_bytes:,} byte. Bagi menjadi beberapa berkas.",
+            f"The file is {size:,} bytes, above the limit of {options.max_bytes:,} bytes. Split it into several files.",
         )
     expected = {normalise_header(h) for h in expected_headers} - {""}
     fmt = sniff_format(path)
@@ -490,8 +487,7 @@ def _detect_encoding(
             "encoding_mismatch",
             f"Berkas tidak dapat dibaca dengan pengodean {options.encoding} (byte ke-{last.start}). Simpan "
             "ulang sebagai CSV UTF-8.",
-            f"The file does not decode as {options.encoding} (at byte {last.start}). Save it again as "
-            "CSV UTF-8.",
+            f"The file does not decode as {options.encoding} (at byte {last.start}). Save it again as CSV UTF-8.",
         )
     try:  # last resort: a statistical guess, still verified strictly
         from charset_normalizer import from_bytes
@@ -500,11 +496,7 @@ def _detect_encoding(
         guess = best.encoding if best else None
     except Exception:  # a detector failure only means no guess
         guess = None
-    if (
-        guess
-        and _known_codec(guess) not in {_known_codec(c) for c in candidates}
-        and _verify(path, guess) is None
-    ):
+    if guess and _known_codec(guess) not in {_known_codec(c) for c in candidates} and _verify(path, guess) is None:
         warnings.append(
             Bilingual(
                 f"Pengodean teks ditebak sebagai {guess}; sebaiknya kirim CSV UTF-8.",
@@ -788,8 +780,7 @@ def _merge_ragged(
                     f"expected {n} fields, found {actual}",
                     f"Baris ini memiliki {actual} kolom, seharusnya {n} seperti kepala kolom. Periksa "
                     "pemisah atau tanda kutip di baris ini.",
-                    f"This row has {actual} fields; the header has {n}. Check the separators or quotes in "
-                    "this row.",
+                    f"This row has {actual} fields; the header has {n}. Check the separators or quotes in this row.",
                 )
             )
     extra = pa.table(
@@ -817,9 +808,7 @@ def _check_unclosed_tail(table: pa.Table, names: list[str], delimiter: str) -> N
 
 # --------------------------------------------------------------------------------------------- XLSX
 
-_MERGE_RE = re.compile(
-    rb'<(?:\w+:)?mergeCell\b[^>]*?\bref="([A-Z]{1,3}[0-9]{1,7})(?::([A-Z]{1,3}[0-9]{1,7}))?"'
-)
+_MERGE_RE = re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*?\bref="([A-Z]{1,3}[0-9]{1,7})(?::([A-Z]{1,3}[0-9]{1,7}))?"')
 
 
 def _check_zip(path: Path, options: ReadOptions) -> None:
@@ -1005,9 +994,7 @@ def _read_workbook(wb: Any, path: Path, options: ReadOptions, expected: set[str]
     ws = _pick_sheet(wb, options)
     if not hasattr(ws, "_worksheet_path"):
         raise _reject("empty_file", "Lembar ini tidak berisi data.", "This sheet contains no data.")
-    merges = [
-        m for m in _merges(wb._archive, ws._worksheet_path) if (m[2] - m[0] + 1) * (m[3] - m[1] + 1) > 1
-    ]
+    merges = [m for m in _merges(wb._archive, ws._worksheet_path) if (m[2] - m[0] + 1) * (m[3] - m[1] + 1) > 1]
     merges.sort()
     warnings: list[Bilingual] = []
     formula_missing: list[str] = []
@@ -1092,9 +1079,7 @@ def _read_workbook(wb: Any, path: Path, options: ReadOptions, expected: set[str]
     if data_rows:
         n_blank = data_rows[-1] - header_row - len(data_rows)
         if n_blank > 0:
-            warnings.append(
-                Bilingual(f"{n_blank} baris kosong dilewati.", f"{n_blank} blank rows were skipped.")
-            )
+            warnings.append(Bilingual(f"{n_blank} baris kosong dilewati.", f"{n_blank} blank rows were skipped."))
 
     raw_header = [hdr.get(c) for c in range(1, max_width + 1)]
     names, name_warnings = _make_names([(h or "").strip() or None for h in raw_header])
@@ -1188,11 +1173,7 @@ def _dump(v: Any) -> str:
     if isinstance(v, _Num):
         return str.__str__(v)
     if isinstance(v, dict):
-        return (
-            "{"
-            + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)}: {_dump(x)}" for k, x in v.items())
-            + "}"
-        )
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)}: {_dump(x)}" for k, x in v.items()) + "}"
     if isinstance(v, list):
         return "[" + ", ".join(_dump(x) for x in v) + "]"
     return json.dumps(v, ensure_ascii=False)
@@ -1220,9 +1201,7 @@ def _read_json(path: Path, options: ReadOptions) -> ReadResult:
             raise _invalid_json(exc) from None
         ndjson = True
     except RecursionError:
-        raise _reject(
-            "invalid_json", "JSON terlalu dalam bersarang.", "The JSON is nested too deeply."
-        ) from None
+        raise _reject("invalid_json", "JSON terlalu dalam bersarang.", "The JSON is nested too deeply.") from None
     if ndjson:
         records = []
         for ln, line in enumerate(text.split("\n"), start=1):

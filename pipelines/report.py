@@ -122,10 +122,7 @@ def compress_rows(rows: Iterable[int] | np.ndarray, limit: int = ROW_LIST_LIMIT)
     starts = arr[np.concatenate(([0], breaks + 1))]
     ends = arr[np.concatenate((breaks, [arr.size - 1]))]
     shown_starts, shown_ends = starts[:limit], ends[:limit]
-    parts = [
-        str(s) if s == e else f"{s}-{e}"
-        for s, e in zip(shown_starts.tolist(), shown_ends.tolist(), strict=True)
-    ]
+    parts = [str(s) if s == e else f"{s}-{e}" for s, e in zip(shown_starts.tolist(), shown_ends.tolist(), strict=True)]
     shown = int((shown_ends - shown_starts + 1).sum())
     return ", ".join(parts), int(arr.size) - shown
 
@@ -207,9 +204,7 @@ class _Redactor:
         return text
 
 
-def _identifier_values(
-    rows: pa.Table | None, identifier_columns: set[str], wanted: pa.Array | None
-) -> list[str]:
+def _identifier_values(rows: pa.Table | None, identifier_columns: set[str], wanted: pa.Array | None) -> list[str]:
     """Identifier values of the rows that have issues (only those can end up quoted on the page)."""
     if rows is None or not identifier_columns or SOURCE_ROW not in rows.column_names:
         return []
@@ -357,9 +352,7 @@ def _rejected_rows(
     # A file that is itself a corrected rejected_rows file carries our two columns already: write them fresh.
     ours = {REASON_COLUMN, ROW_COLUMN}
     indexes = [
-        i
-        for i, name in enumerate(picked.column_names)
-        if name != SOURCE_ROW and name.strip().casefold() not in ours
+        i for i, name in enumerate(picked.column_names) if name != SOURCE_ROW and name.strip().casefold() not in ours
     ]
     header = [picked.column_names[i] for i in indexes] + [REASON_COLUMN, ROW_COLUMN]
     return header, indexes, picked, reason_for, numbers
@@ -397,9 +390,7 @@ def _write_xlsx(path: Path, header: list[str], cells: list[list[str]]) -> None:
     ws.freeze_panes = "A2"
     for i, name in enumerate(header, start=1):
         longest = max([len(name), *(len(r[i - 1]) for r in cells[:200])])
-        ws.column_dimensions[get_column_letter(i)].width = (
-            60 if name == REASON_COLUMN else min(max(longest, 8) + 2, 40)
-        )
+        ws.column_dimensions[get_column_letter(i)].width = 60 if name == REASON_COLUMN else min(max(longest, 8) + 2, 40)
     if cells:
         ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{len(cells) + 1}"
 
@@ -631,10 +622,7 @@ def _index_entry(facts_path: Path) -> dict[str, Any] | None:
     """One line of the agency index, from a report's `report.json`; None (and a log line) when unreadable."""
     try:
         facts = json.loads(facts_path.read_text(encoding="utf-8"))
-        counts = {
-            k: int(facts.get(k) or 0)
-            for k in ("rows_read", "rows_accepted", "rows_quarantined", "rows_warned")
-        }
+        counts = {k: int(facts.get(k) or 0) for k in ("rows_read", "rows_accepted", "rows_quarantined", "rows_warned")}
         report = FileReport(
             agency=str(facts["agency"]),
             agency_name=str(facts.get("agency_name") or ""),

@@ -69,9 +69,7 @@ class FieldSpec(_Strict):
 
     @property
     def sql_type(self) -> str:
-        return {"string": "VARCHAR", "integer": "BIGINT", "date": "DATE", "timestamp": "TIMESTAMPTZ"}[
-            self.type
-        ]
+        return {"string": "VARCHAR", "integer": "BIGINT", "date": "DATE", "timestamp": "TIMESTAMPTZ"}[self.type]
 
     def required_message(self) -> tuple[Bilingual, Bilingual]:
         if self.messages:

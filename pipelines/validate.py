@@ -208,9 +208,7 @@ def validate(
         if r.success:
             continue
         for entry in r.result.get("unexpected_index_list") or []:
-            for source_row in (
-                entry["source_row"] if isinstance(entry["source_row"], list) else [entry["source_row"]]
-            ):
+            for source_row in entry["source_row"] if isinstance(entry["source_row"], list) else [entry["source_row"]]:
                 rows.append(
                     (int(source_row), meta["rule_id"], meta["severity"], meta["field"], meta["message_id"],
                      meta["message_en"])
