@@ -27,7 +27,7 @@ agency_app = typer.Typer(help="Onboard agencies: check a sample file, draft a ma
 schema_app = typer.Typer(help="The shared schema and what is generated from it.", no_args_is_help=True)
 app.add_typer(agency_app, name="agency")
 app.add_typer(schema_app, name="schema")
-console = Console(stderr=False)
+console = Console(stderr=False, soft_wrap=True)
 err = Console(stderr=True)
 
 Home = Annotated[Path | None, typer.Option("--home", help="data root (default: $SDMI_HOME or ./data)")]
@@ -131,8 +131,9 @@ def print_summary(zones: Zones, summary: dict) -> None:
     c.print(f"  reports:        {zones.reports}/<agency>/<file>/index.html")
     c.print("  try / coba:")
     c.print(
-        f'    duckdb -readonly {zones.analyst_db} "SELECT destination_country, count(*) AS placements '
-        'FROM placements GROUP BY 1 ORDER BY 2 DESC LIMIT 5"'
+        f"    .venv/bin/python -c \"import duckdb; print(duckdb.connect('{zones.analyst_db}', read_only=True).sql("
+        "'SELECT destination_country, count(*) AS placements FROM placements GROUP BY 1 ORDER BY 2 DESC LIMIT 5'))\"",
+        soft_wrap=True,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -621,6 +622,7 @@ def _gx_validate(con: duckdb.DuckDBPyConnection) -> AuditResult:
     df["destination_country"] = df["destination_country"].astype("category")
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)  # temp docs dir at INFO
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     asset = ctx.data_sources.add_pandas("warehouse").add_dataframe_asset("placement_records")

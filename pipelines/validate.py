@@ -9,6 +9,7 @@ and `exclude_unexpected_values` keeps identifiers out of GX results.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from datetime import date
@@ -124,6 +125,7 @@ def _gx():
     # GX fingerprints every in-memory batch by hashing the whole DataFrame (twice per validation, ~40 % of
     # its time on our frames). The fingerprint is only a batch marker; no expectation reads it.
     pandas_execution_engine.HASH_THRESHOLD = 0
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)  # temp docs dir at INFO
     context = gx.get_context(mode="ephemeral")
     try:
         from great_expectations.data_context.types.base import ProgressBarsConfig
