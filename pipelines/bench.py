@@ -442,6 +442,14 @@ def table_text(result: dict) -> str:
             f"empty inbox (sdmi run, nothing to do): {empty['wall_s']:.1f} s wall, "
             f"of which flow {empty['work_s']:.2f} s"
         )
+    start = result.get("startup")
+    if start:
+        for case in ("empty_first", "empty", "one_file"):
+            r = start.get(case) or {}
+            lines.append(
+                f"start-up, {case.replace('_', ' ')}: {r.get('wall_s')} s wall, first file in hand at "
+                f"{r.get('first_file_in_hand_s')} s (Prefect API: {start['prefect_api']})"
+            )
     if result.get("dask"):
         lines.append("")
         lines.append("whole demo inbox (every agency), task runners:")
@@ -483,7 +491,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("data/bench"), help="bench folder (inputs, homes, results)")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--prefect-home", type=Path, default=None, help="default: <out>/prefect-home (kept)")
-    p.add_argument("--skip", action="append", default=[], choices=["floor", "peer", "pipeline", "republish"],
+    p.add_argument("--skip", action="append", default=[], choices=["floor", "peer", "pipeline", "republish", "startup"],
                    help="leave a measurement out (repeatable)")  # fmt: skip
     p.add_argument("--dask", action="store_true", help="also run the whole demo inbox: threads, Dask 1 and 2 workers")
     p.add_argument("--dask-repeat", type=int, default=1)
@@ -615,6 +623,15 @@ def main(argv: list[str] | None = None) -> dict:
         result["empty_inbox"] = summarise(empties)
     if last_home is not None and not args.keep_homes:
         shutil.rmtree(last_home, ignore_errors=True)
+
+    if "startup" not in args.skip:
+        from pipelines.startup import measure_startup
+
+        home = out / "homes" / "startup"
+        shutil.rmtree(home, ignore_errors=True)
+        result["startup"] = measure_startup(home, os.environ.get("PREFECT_API_URL"))
+        shutil.rmtree(home, ignore_errors=True)
+        print(f"bench: start-up {json.dumps(result['startup'])}", flush=True)
 
     if args.dask:
         result["dask"] = {}

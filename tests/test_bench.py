@@ -52,6 +52,9 @@ def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_ho
     assert written["republish"]["records"] > 0 and written["republish"]["wall_s"] > 0
     assert written["empty_inbox"]["files"] == 0 and written["empty_inbox"]["wall_s"] > 0
     assert "checked" in written["targets"] and "missed" in written["targets"]
+    start = written["startup"]
+    assert start["one_file"]["files"] == 1 and start["one_file"]["first_file_in_hand_s"] > 0
+    assert start["empty"]["files"] == 0 and start["empty"]["wall_s"] > 0
     assert "pipeline / floor" in result["table"]
     # homes are cleaned up; the generated inputs are kept for the next run
     assert not any((tmp_path / "bench" / "homes").glob("pipeline-*"))
