@@ -50,7 +50,7 @@ EXAMPLE_LIMIT = 5  # distinct example values per problem
 # Message variants per problem: a message that quotes its value differs per row; the examples show the values.
 MESSAGE_LIMIT = 1
 VALUE_DISPLAY_CHARS = 80
-XLSX_MAX_ROWS = 20_000  # beyond this, the CSV (always complete) is the tool; openpyxl is slow
+XLSX_MAX_ROWS = 20_000  # beyond this, the CSV (always complete) is the tool: nobody fixes more by hand
 XLSX_MAX_CELL = 32_767  # Excel's cell limit (characters)
 
 # Fallback when the schema cannot be loaded; normally read from schemas/placement.yaml (`pii: direct`).
@@ -133,7 +133,7 @@ def neutralise(value: str) -> str:
 
 
 def _xlsx_text(value: str) -> str:
-    """openpyxl refuses control characters and Excel truncates long cells: make both explicit."""
+    """XLSX cannot hold control characters and Excel truncates long cells: make both explicit."""
     return _ILLEGAL_XLSX_CHARS.sub("\ufffd", value)[:XLSX_MAX_CELL]
 
 
@@ -379,50 +379,35 @@ def _write_csv(path: Path, header: list[str], cells: list[list[str]]) -> None:
 
 
 def _write_xlsx(path: Path, header: list[str], cells: list[list[str]]) -> None:
-    """Every cell a text cell (type 's', format '@'): no formula runs, and a NIK typed in stays 16 digits."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
+    """Every cell a text cell (type 's', format '@'): no formula runs, and a NIK typed in stays 16 digits.
 
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("rejected_rows")
-    ws.freeze_panes = "A2"
-    for i, name in enumerate(header, start=1):
-        longest = max([len(name), *(len(r[i - 1]) for r in cells[:200])])
-        ws.column_dimensions[get_column_letter(i)].width = 60 if name == REASON_COLUMN else min(max(longest, 8) + 2, 40)
-    if cells:
-        ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{len(cells) + 1}"
+    XlsxWriter in constant-memory mode streams rows to disk; it took half the time of openpyxl's write-only mode
+    (3,761 rows x 19 columns: 2.6 s -> 1.3 s)."""
+    import xlsxwriter
+    from xlsxwriter.utility import xl_col_to_name
 
-    bold = Font(bold=True)
-    fill = PatternFill("solid", fgColor="FFF2CC")
-    wrap = Alignment(wrap_text=True, vertical="top")
-
-    def styled(*, head: bool, reason: bool) -> WriteOnlyCell:
-        cell = WriteOnlyCell(ws, value="")
-        cell.number_format = "@"
-        if head:
-            cell.font = bold
-        if reason:
-            cell.fill = fill
-            cell.alignment = wrap
-        return cell
-
-    def put(row_cells: list[WriteOnlyCell], values: list[str]) -> None:
-        for cell, value in zip(row_cells, values, strict=True):
-            cell.value = _xlsx_text(neutralise(value))
-            cell.data_type = "s"  # never 'f', whatever the text
-        ws.append(row_cells)
-
-    # One styled cell per column, reused for every row: write-only mode serialises a row as it is appended,
-    # and building fresh styled cells doubled the time (100k rows x 7 columns: ~35 s -> ~18 s).
-    reason_at = header.index(REASON_COLUMN)
-    put([styled(head=True, reason=i == reason_at) for i in range(len(header))], header)
-    body = [styled(head=False, reason=i == reason_at) for i in range(len(header))]
-    for row in cells:
-        put(body, row)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    wb.save(tmp)
+    wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_formulas": False,
+                                        "strings_to_numbers": False, "strings_to_urls": False})  # fmt: skip
+    ws = wb.add_worksheet("rejected_rows")
+    text = wb.add_format({"num_format": "@"})
+    head = wb.add_format({"num_format": "@", "bold": True})
+    reason = wb.add_format({"num_format": "@", "bg_color": "#FFF2CC", "text_wrap": True, "valign": "top"})
+    reason_head = wb.add_format({"num_format": "@", "bold": True, "bg_color": "#FFF2CC"})
+    reason_at = header.index(REASON_COLUMN)
+    for i, name in enumerate(header):
+        longest = max([len(name), *(len(r[i]) for r in cells[:200])])
+        width = 60 if i == reason_at else min(max(longest, 8) + 2, 40)
+        ws.set_column(i, i, width, reason if i == reason_at else text)
+    ws.freeze_panes(1, 0)
+    if cells:
+        ws.autofilter(f"A1:{xl_col_to_name(len(header) - 1)}{len(cells) + 1}")
+    for i, value in enumerate(header):
+        ws.write_string(0, i, _xlsx_text(neutralise(value)), reason_head if i == reason_at else head)
+    for r, row in enumerate(cells, start=1):
+        for i, value in enumerate(row):
+            ws.write_string(r, i, _xlsx_text(neutralise(value)), reason if i == reason_at else text)
+    wb.close()
     os.replace(tmp, path)
 
 
