@@ -106,11 +106,8 @@ def harmonise(
     schema: PlacementSchema | None = None,
 ) -> Harmonised:
     schema = schema or load_schema()
-    con = duckdb.connect()
-    try:
+    with duckdb.connect() as con:
         return _harmonise(con, mapped, cfg, sha256, batch_id, received_at, secret, schema)
-    finally:
-        con.close()
 
 
 def _harmonise(

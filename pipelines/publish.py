@@ -28,7 +28,7 @@ import pyarrow as pa
 from pipelines import dictionary, faults, settings
 from pipelines.config import AgencyConfig
 from pipelines.schema import load_schema
-from pipelines.settings import Zones
+from pipelines.settings import Zones, fsync_dir
 
 TOTAL = "TOTAL"
 UNKNOWN = "UNKNOWN"
@@ -151,14 +151,6 @@ def _symlink_replace(link: Path, target: str) -> None:
     tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
     os.symlink(target, tmp)
     os.replace(tmp, link)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _batches_table(batches: Sequence[BatchRef]) -> pa.Table:
@@ -862,7 +854,7 @@ def publish(
         )
 
     os.replace(building, final)
-    _fsync_dir(zones.releases)
+    fsync_dir(zones.releases)
     faults.point("publish.after_audits")
     switch(zones, release_id)
     faults.point("publish.after_switch")
@@ -893,7 +885,7 @@ def switch(zones: Zones, release_id: str) -> None:
     faults.point("publish.between_switches")
     if not (zones.analyst_db.is_symlink() and os.readlink(zones.analyst_db) == "current/sdmi.duckdb"):
         _symlink_replace(zones.analyst_db, "current/sdmi.duckdb")
-    _fsync_dir(zones.warehouse)
+    fsync_dir(zones.warehouse)
 
 
 def list_releases(zones: Zones) -> list[ReleaseInfo]:

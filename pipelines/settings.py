@@ -81,3 +81,12 @@ class Zones:
         if resolved != self.home and self.home not in resolved.parents:
             raise ValueError(f"path escapes SDMI_HOME: {path}")
         return resolved
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable: the directory entry itself must reach the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from pipelines import faults
 from pipelines.schema import PlacementSchema, load_schema
-from pipelines.settings import Zones
+from pipelines.settings import Zones, fsync_dir
 
 ROW = "_source_row"
 
@@ -91,7 +91,7 @@ def write_batch(
     pq.write_table(issues, tmp / "issues.parquet")
     pq.write_table(quarantined, tmp / "quarantined.parquet")
     (tmp / "batch.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     faults.point("stage.mid_staging")
     if final.exists():
         old = zones.staging / f".old-{batch_id}-{uuid.uuid4().hex[:8]}"
@@ -100,7 +100,7 @@ def write_batch(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    _fsync_dir(zones.staging)
+    fsync_dir(zones.staging)
     return final
 
 
@@ -114,14 +114,6 @@ def clean_leftovers(zones: Zones) -> int:
         shutil.rmtree(path, ignore_errors=True)
         removed += 1
     return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def counts_dict(counts: StagedCounts) -> dict:

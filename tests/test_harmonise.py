@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import pytest
+from agency_factory import agency_config
 
 from pipelines.config import AgencyConfig
 from pipelines.harmonise import harmonise
@@ -18,16 +19,7 @@ NIK_MAN = "3301011203900002"  # Kab. Cilacap, born 12-03-1990, man
 
 
 def _cfg(**extra) -> AgencyConfig:
-    base = {
-        "agency": "test_agency",
-        "name": "Test",
-        "kind": "district",
-        "priority": 9,
-        "columns": {"nik": ["NIK"], "destination_country": ["Negara"], "departure_date": ["Tgl"]},
-        "date_formats": ["%d/%m/%Y", "%d %B %Y", "%d %b %Y"],
-    }
-    base.update(extra)
-    return AgencyConfig.model_validate(base)
+    return agency_config(**{"date_formats": ["%d/%m/%Y", "%d %B %Y", "%d %b %Y"], **extra})
 
 
 def _run(rows: list[dict], key_file, **cfg):

@@ -1,5 +1,6 @@
 import pyarrow as pa
 import pytest
+from agency_factory import agency_config
 
 from pipelines.config import AgencyConfig
 from pipelines.mapping import apply_value_map, map_batch
@@ -16,20 +17,9 @@ def _read(columns: dict[str, list]) -> ReadResult:
 
 
 def _cfg(**extra) -> AgencyConfig:
-    base = {
-        "agency": "test_agency",
-        "name": "Test",
-        "kind": "district",
-        "priority": 9,
-        "columns": {
-            "nik": ["NIK"],
-            "destination_country": ["Negara Tujuan"],
-            "departure_date": ["Tgl Berangkat"],
-            "sex": ["L/P"],
-        },
-    }
-    base.update(extra)
-    return AgencyConfig.model_validate(base)
+    columns = {"nik": ["NIK"], "destination_country": ["Negara Tujuan"], "departure_date": ["Tgl Berangkat"],
+               "sex": ["L/P"]}  # fmt: skip
+    return agency_config(**{"columns": columns, **extra})
 
 
 def test_headers_match_aliases_regardless_of_case_spacing_and_punctuation():

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, date, datetime
 
 import pyarrow as pa
+from agency_factory import agency_config
 
 from pipelines import validate
 from pipelines.config import AgencyConfig
@@ -18,16 +19,7 @@ NIK = "3507014507950001"
 
 
 def _cfg(**extra) -> AgencyConfig:
-    base = {
-        "agency": "test_agency",
-        "name": "Test",
-        "kind": "district",
-        "priority": 9,
-        "data_begins": "2010-01-01",
-        "columns": {"nik": ["NIK"], "destination_country": ["Negara"], "departure_date": ["Tgl"]},
-    }
-    base.update(extra)
-    return AgencyConfig.model_validate(base)
+    return agency_config(**{"data_begins": "2010-01-01", **extra})
 
 
 def _harmonised(rows: list[dict], key_file, cfg: AgencyConfig | None = None) -> pa.Table:
