@@ -6,8 +6,10 @@ paths and hashes and return counts: Prefect never sees a record, and results are
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 
 from pipelines import config, inbox, keys, stage
 from pipelines import progress as events
@@ -23,7 +26,7 @@ from pipelines.ledger import IN_FLIGHT, Ledger
 from pipelines.locking import WriterBusy, writer_lock  # noqa: F401 - WriterBusy is part of this module's API
 from pipelines.problems import ConfigError
 from pipelines.settings import Zones
-from pipelines.status import publish_needed
+from pipelines.status import collect_release, publish_needed
 
 DEFAULT_STABLE_SECONDS = float(os.environ.get("SDMI_STABLE_SECONDS", "5"))
 
@@ -220,6 +223,9 @@ def ingest_flow(
     started = time.perf_counter()
     with writer_lock(zones, wait_for_lock):
         ledger = Ledger(zones.ledger_db)
+        context = FlowRunContext.get()
+        run_id = str(context.flow_run.id) if context and context.flow_run else uuid.uuid4().hex
+        ledger.start_run(run_id)
         stage.clean_leftovers(zones)
         inbox.recover(zones, ledger)
         _claim_inbox(zones, ledger, stable_seconds, summary)
@@ -274,24 +280,15 @@ def ingest_flow(
             summary.placements_published = result.get("counts", {}).get("placements")
             if not result.get("switched"):
                 summary.publish_failed = result.get("reason") or "audit failed"
-        elif zones.current.exists():
-            current = _current_counts(zones)
-            summary.release_id = current.get("release_id")
-            summary.rows_published = current.get("counts", {}).get("placement_records")
-            summary.placements_published = current.get("counts", {}).get("placements")
-    summary.timings["total"] = round(time.perf_counter() - started, 3)
+        elif current := collect_release(zones):
+            summary.release_id = current["id"]
+            summary.rows_published = (current["counts"] or {}).get("placement_records")
+            summary.placements_published = (current["counts"] or {}).get("placements")
+        summary.timings["total"] = round(time.perf_counter() - started, 3)
+        outcome = {0: "ok", 1: "agency action needed", 2: "failed"}[summary.exit_code]
+        ledger.end_run(run_id, outcome, summary.release_id, json.dumps(summary.as_dict(), default=str))
     _artifacts(summary)
     return summary.as_dict()
-
-
-def _current_counts(zones: Zones) -> dict:
-    import json
-
-    manifest = zones.current / "manifest.json"
-    if not manifest.exists():
-        return {}
-    data = json.loads(manifest.read_text(encoding="utf-8"))
-    return {"release_id": data.get("release_id"), "counts": data.get("row_counts") or data.get("counts") or {}}
 
 
 def _artifacts(summary: RunSummary) -> None:
