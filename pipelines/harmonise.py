@@ -7,7 +7,7 @@ operations in DuckDB over Arrow; Python touches only distinct values that need f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from functools import cache
 
 import duckdb
@@ -308,7 +308,3 @@ def _issues(con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict
     )
     sql = " UNION ALL ".join(parts) + " ORDER BY source_row, rule_id"
     return con.sql(sql).to_arrow_table().cast(ISSUE_SCHEMA)
-
-
-def run_date() -> date:
-    return date.today()

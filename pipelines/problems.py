@@ -32,9 +32,6 @@ class Bilingual:
     id: str
     en: str
 
-    def format(self, **kwargs: object) -> Bilingual:
-        return Bilingual(self.id.format(**kwargs), self.en.format(**kwargs))
-
     def __str__(self) -> str:
         return f"{self.id} / {self.en}"
 
@@ -50,7 +47,3 @@ class FileRejected(Exception):
 
 class ConfigError(Exception):
     """A configuration file (schema, agency mapping, code list) is wrong; names the file and the key."""
-
-
-def empty_issues() -> pa.Table:
-    return ISSUE_SCHEMA.empty_table()

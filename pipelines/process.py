@@ -43,7 +43,8 @@ class FileOutcome:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def _row_issues_masked(issues: pa.Table) -> pa.Table:
+def _as_issue_table(issues: pa.Table) -> pa.Table:
+    """Reader issues (ragged rows) in the one issue schema; their values are field counts, never identifiers."""
     return issues.cast(ISSUE_SCHEMA) if issues.num_rows else ISSUE_SCHEMA.empty_table()
 
 
@@ -120,7 +121,7 @@ def process_file(
     docs_dir = report.report_dir(zones.reports, report.FileReport(**file_report, status="processed")) / "data_docs"
     gx_issues = validate.validate(harmonised.table, cfg, run_date=run_date, schema=schema, docs_dir=docs_dir)
     lap("validate")
-    issues = pa.concat_tables([_row_issues_masked(read.row_issues), harmonised.issues, gx_issues])
+    issues = pa.concat_tables([_as_issue_table(read.row_issues), harmonised.issues, gx_issues])
     accepted, quarantined, counts = stage.split(harmonised.table, issues, read.table, schema)
     share_failed = counts.rows_quarantined / counts.rows_read if counts.rows_read else 0.0
     status = "held" if share_failed > cfg.hold_threshold else "processed"
