@@ -167,7 +167,7 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
     ordered = [f for f in schema.mapped_field_names() if f in columns]
     out = pa.table({**{f: columns[f] for f in ordered}, ROW: table.column(ROW)})
     unmatched = [h for h in read.header if h not in used and h != ROW]
-    unmapped = [f for f in schema.mapped_field_names() if f not in columns]
+    unmapped = [f for f in schema.mapped_field_names() if f not in columns and schema.field(f).origin == "mapped"]
     warnings = []
     if unmatched:
         warnings.append(
