@@ -19,10 +19,11 @@ HAVE_DLT = importlib.util.find_spec("dlt") is not None  # the peer needs the ben
 def test_measure_reports_tree_rss_and_cpu(tmp_path: Path) -> None:
     import sys
 
-    m = bench.measure([sys.executable, "-c", "x = bytearray(64 << 20); print('{\"ok\": 1}')"])
+    child = "import time; x = bytearray(64 << 20); time.sleep(0.5); print('{\"ok\": 1}')"
+    m = bench.measure([sys.executable, "-c", child])
     assert m.returncode == 0
     assert bench._last_json(m.stdout) == {"ok": 1}
-    assert m.peak_rss >= 64 << 20 or m.wall_s < 0.2  # a very fast child may end before the first poll
+    assert m.peak_rss >= 64 << 20  # the child holds its 64 MiB for half a second: several polls see it
     assert m.cpu_s >= 0
 
 
