@@ -62,6 +62,12 @@ class SplitTransform(_Strict):
     into: list[str | None]  # schema fields, None to drop that part
     separator: str = ","
 
+    def sources(self) -> list[str]:
+        return [self.split]
+
+    def targets(self) -> list[str]:
+        return [f for f in self.into if f]
+
 
 class RegexTransform(_Strict):
     """Extract a field from a cell with a regular expression (first group, or the named group)."""
@@ -69,6 +75,12 @@ class RegexTransform(_Strict):
     extract: str
     pattern: str
     into: str
+
+    def sources(self) -> list[str]:
+        return [self.extract]
+
+    def targets(self) -> list[str]:
+        return [self.into]
 
     @field_validator("pattern")
     @classmethod
@@ -84,12 +96,24 @@ class JoinTransform(_Strict):
     into: str
     separator: str = " "
 
+    def sources(self) -> list[str]:
+        return list(self.join)
+
+    def targets(self) -> list[str]:
+        return [self.into]
+
 
 class ConstantTransform(_Strict):
     """A field every row of this agency has (a mission abroad: its destination country)."""
 
     constant: str
     into: str
+
+    def sources(self) -> list[str]:
+        return []
+
+    def targets(self) -> list[str]:
+        return [self.into]
 
 
 Transform = Annotated[
@@ -140,16 +164,21 @@ class AgencyConfig(_Strict):
             return [v]
         return v
 
+    def transform_targets(self) -> set[str]:
+        return {f for t in self.transforms for f in t.targets()}
+
+    def provided_fields(self) -> set[str]:
+        """Schema fields this agency's files can fill: mapped columns, the record id, transforms."""
+        return set(self.columns) | ({"source_record_id"} if self.record_id else set()) | self.transform_targets()
+
     @model_validator(mode="after")
     def _fields_exist(self) -> AgencyConfig:
         from pipelines.schema import load_schema
 
         schema = load_schema()
         mappable = set(schema.mapped_field_names())
-        targets = set(self.columns) | set(self.values)
-        for t in self.transforms:
-            targets |= set(getattr(t, "into", []) if isinstance(t, SplitTransform) else [t.into])
-        unknown = sorted(x for x in targets - {None} if x not in mappable)
+        targets = set(self.columns) | set(self.values) | self.transform_targets()
+        unknown = sorted(x for x in targets if x not in mappable)
         if unknown:
             raise ValueError(f"unknown schema fields {unknown}; mappable fields are {sorted(mappable)}")
         return self

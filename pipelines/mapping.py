@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 from pipelines.config import (
     AgencyConfig,
     ConstantTransform,
-    JoinTransform,
     RegexTransform,
     SplitTransform,
 )
@@ -40,13 +39,7 @@ class MappedBatch:
 def expected_headers(cfg: AgencyConfig) -> set[str]:
     """Every header alias the agency's mapping knows, normalised: used to find the header row."""
     names = [a for aliases in cfg.columns.values() for a in aliases] + list(cfg.record_id)
-    for t in cfg.transforms:
-        if isinstance(t, SplitTransform):
-            names.append(t.split)
-        elif isinstance(t, RegexTransform):
-            names.append(t.extract)
-        elif isinstance(t, JoinTransform):
-            names.extend(t.join)
+    names += [source for t in cfg.transforms for source in t.sources()]
     return {normalise_header(n) for n in names}
 
 
@@ -125,10 +118,7 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
             columns[t.into] = pa.chunked_array([pa.array([t.constant] * table.num_rows, pa.string())])
             matched[t.into] = f"= {t.constant}"
             continue
-        sources = (
-            [t.split] if isinstance(t, SplitTransform) else [t.extract] if isinstance(t, RegexTransform) else t.join
-        )
-        found = [_find(headers, [s]) for s in sources]
+        found = [_find(headers, [s]) for s in t.sources()]
         if any(f is None for f in found):
             continue  # reported below as a missing field if nothing else provides it
         used.update(f for f in found if f)
@@ -156,13 +146,8 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
     direct = set(schema.direct_identifiers())
     identifier_headers = {h for f, h in matched.items() if f in direct and h in read.header}
     for t in cfg.transforms:
-        targets = t.into if isinstance(t, SplitTransform) else [t.into]
-        if any(x in direct for x in targets if x):
-            src = t.split if isinstance(t, SplitTransform) else t.extract if isinstance(t, RegexTransform) else None
-            for s in [s for s in ([src] if src else getattr(t, "join", [])) if s]:
-                hit = _find(headers, [s])
-                if hit:
-                    identifier_headers.add(hit)
+        if set(t.targets()) & direct:
+            identifier_headers |= {hit for s in t.sources() if (hit := _find(headers, [s]))}
 
     ordered = [f for f in schema.mapped_field_names() if f in columns]
     out = pa.table({**{f: columns[f] for f in ordered}, ROW: table.column(ROW)})

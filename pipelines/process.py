@@ -7,13 +7,14 @@ records, so nothing personal reaches Prefect's logs or result storage.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 
-from pipelines import faults, mapping, readers, stage, validate
+from pipelines import faults, mapping, readers, report, stage, validate
 from pipelines import harmonise as harmonise_stage
 from pipelines.config import AgencyConfig
 from pipelines.keys import WorkerKeySecret
@@ -56,10 +57,6 @@ def process_file(
     secret: WorkerKeySecret,
     run_date: date | None = None,
 ) -> FileOutcome:
-    import time
-
-    from pipelines import report
-
     schema = load_schema()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
