@@ -271,6 +271,12 @@ def _fuzzy(name: str, index: _Index, key: str, threshold: float) -> tuple[str | 
     return best_codes[0], FUZZY, float(best_score), suggestions
 
 
+@lru_cache(maxsize=1 << 16)
+def _fuzzy_once(name: str, key: str, threshold: float) -> tuple[str | None, str, float | None, str | None]:
+    """A large file is harmonised in chunks that repeat the same odd spellings: score each one once."""
+    return _fuzzy(name, _index(name), key, threshold)
+
+
 def match_values(name: str, values: Iterable[str | None], threshold: float = 90.0) -> pa.Table:
     """One row per distinct input value: value, code (null unless sure), match, score, suggestions.
 
@@ -297,7 +303,7 @@ def match_values(name: str, values: Iterable[str | None], threshold: float = 90.
             match, score = AMBIGUOUS, 100.0
             suggestions = _suggest(name, index.compact_ambiguous[_compact(key)])
         else:
-            code, match, score, suggestions = _fuzzy(name, index, key, threshold)
+            code, match, score, suggestions = _fuzzy_once(name, key, threshold)
         out["value"].append(value)
         out["code"].append(code)
         out["match"].append(match)

@@ -155,9 +155,12 @@ def _harmonise(
         "received": received_at,
     }
     fingerprint_cols = ", ".join(f"coalesce(m.\"{c}\", '')" for c in schema.mapped_field_names())
+    # one statement, one materialised table: each extra temporary table copied every row again (time and
+    # a chunk's peak memory)
     con.execute(
         f"""
-        CREATE TEMP TABLE s AS
+        CREATE TEMP TABLE h AS
+        WITH s AS (
         SELECT m.{ROW} AS source_row,
                nullif(regexp_replace(m.nik, '[\\s.\\-]', '', 'g'), '') AS nik,
                nullif(upper(regexp_replace(m.passport_number, '[^A-Za-z0-9]', '', 'g')), '') AS passport_number,
@@ -170,27 +173,19 @@ def _harmonise(
                     THEN {_hmac("concat_ws('|', " + fingerprint_cols + ")")} END AS fingerprint,
                {", ".join(match_cols)}
         FROM m {" ".join(joins)}
-        """,
-        {k: params[k] for k in ("opad", "ipad")},
-    )
-    con.execute(
-        """
-        CREATE TEMP TABLE n AS
+        ),
+        n AS (
         SELECT *,
-            nik IS NOT NULL AND regexp_full_match(nik, '[0-9]{16}') AS nik_ok,
-            CASE WHEN regexp_full_match(nik, '[0-9]{16}') THEN
+            nik IS NOT NULL AND regexp_full_match(nik, '[0-9]{{16}}') AS nik_ok,
+            CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN
                 CAST(substr(nik, 7, 2) AS INTEGER) END AS nik_dd,
-            CASE WHEN regexp_full_match(nik, '[0-9]{16}') THEN
+            CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN
                 CAST(substr(nik, 9, 2) AS INTEGER) END AS nik_mm,
-            CASE WHEN regexp_full_match(nik, '[0-9]{16}') THEN
+            CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN
                 CAST(substr(nik, 11, 2) AS INTEGER) END AS nik_yy
         FROM s
-        """
-    )
-    con.execute(
-        f"""
-        CREATE TEMP TABLE h AS
-        WITH d AS (
+        ),
+        d AS (
             SELECT *,
                 CASE WHEN nik_ok THEN CASE WHEN nik_dd > 40 THEN 'F' ELSE 'M' END END AS nik_sex,
                 CASE WHEN nik_ok THEN CAST(try_strptime(printf('%04d-%02d-%02d',
@@ -235,8 +230,7 @@ def _harmonise(
             nik_ok, nik_sex, nik_birth, birth_date__raw, birth_date__parsed, departure_date__raw,
             departure_date__parsed,
             contract_months__raw, {", ".join(f'"{c}__raw", "{c}__match", "{c}__score", "{c}__sugg"' for c in coded)}
-        FROM d
-        """,
+        FROM d""",
         params,
     )
     issues = _issues(con, schema, coded, present | {source_of["occupation_code"]})

@@ -7,14 +7,19 @@ records, so nothing personal reaches Prefect's logs or result storage.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from pipelines import faults, mapping, readers, report, stage, validate
+from pipelines import faults, mapping, readers, report, settings, stage, validate
 from pipelines import harmonise as harmonise_stage
 from pipelines.config import AgencyConfig
 from pipelines.keys import WorkerKeySecret
@@ -58,13 +63,13 @@ def process_file(
     run_date: date | None = None,
 ) -> FileOutcome:
     schema = load_schema()
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = defaultdict(float)
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
         nonlocal clock
         now = time.perf_counter()
-        timings[name] = round(now - clock, 4)
+        timings[name] = round(timings[name] + now - clock, 4)
         clock = now
 
     ledger.start_attempt(entry.sha256)
@@ -76,11 +81,8 @@ def process_file(
         sha256=entry.sha256,
         received_at=entry.received_at,
     )
-    try:
-        read, mapped = _read_and_map(raw, cfg, schema)
-        lap("read_map")
-        faults.point("process.after_read")
-    except FileRejected as rejected:
+
+    def rejected_file(rejected: FileRejected) -> FileOutcome:
         ledger.finish(
             entry.sha256,
             "rejected",
@@ -104,51 +106,55 @@ def process_file(
         return FileOutcome(entry.sha256, entry.agency, entry.file_name, "rejected",
                            reason_code=rejected.code, reason_en=rejected.message.en, timings=timings)  # fmt: skip
 
-    harmonised = harmonise_stage.harmonise(
-        mapped.table,
-        cfg,
-        sha256=entry.sha256,
-        batch_id=entry.batch_id,
-        received_at=entry.received_at,
-        secret=secret,
-        schema=schema,
-    )
-    lap("harmonise")
-    faults.point("process.after_harmonise")
+    try:
+        read, mapped = _read_and_map(raw, cfg, schema)
+        lap("read_map")
+        faults.point("process.after_read")
+    except FileRejected as rejected:
+        return rejected_file(rejected)
+
     docs_dir = report.report_dir(zones.reports, report.FileReport(**file_report, status="processed")) / "data_docs"
-    gx_issues = validate.validate(harmonised.table, cfg, run_date=run_date, schema=schema, docs_dir=docs_dir)
-    lap("validate")
-    issues = pa.concat_tables([_as_issue_table(read.row_issues), harmonised.issues, gx_issues])
-    accepted, quarantined, counts = stage.split(harmonised.table, issues, read.table, schema)
-    share_failed = counts.rows_quarantined / counts.rows_read if counts.rows_read else 0.0
-    status = "held" if share_failed > cfg.hold_threshold else "processed"
-    reason = None
-    if status == "held":
-        reason = Bilingual(
-            f"Berkas ditahan: {share_failed:.0%} baris gagal (batas {cfg.hold_threshold:.0%}). Tidak ada baris "
-            "dari berkas ini yang dipublikasikan; perbaiki dan kirim ulang seluruh berkas.",
-            f"File held: {share_failed:.0%} of rows failed (limit {cfg.hold_threshold:.0%}). Nothing from this "
-            "file is published; fix and resend the whole file.",
-        )
-    stage.write_batch(
+    writer = stage.BatchWriter(
         zones,
         entry.batch_id,
-        accepted,
-        issues,
-        quarantined,
-        {
-            "batch_id": entry.batch_id,
-            "agency": entry.agency,
-            "sha256": entry.sha256,
-            "file_name": entry.file_name,
-            "status": status,
-            **stage.counts_dict(counts),
-        },
+        {"accepted": schema.arrow_schema(published_only=True), "issues": ISSUE_SCHEMA, "quarantined": read.schema},
     )
+    try:
+        try:
+            counts = _process_chunks(read, cfg, entry, secret, schema, writer, docs_dir, run_date, lap)
+        except FileRejected as rejected:  # found while streaming (no data row, an unclosed quote): nothing staged
+            writer.abort()
+            shutil.rmtree(docs_dir, ignore_errors=True)
+            return rejected_file(rejected)
+        share_failed = counts.rows_quarantined / counts.rows_read if counts.rows_read else 0.0
+        status = "held" if share_failed > cfg.hold_threshold else "processed"
+        reason = None
+        if status == "held":
+            reason = Bilingual(
+                f"Berkas ditahan: {share_failed:.0%} baris gagal (batas {cfg.hold_threshold:.0%}). Tidak ada baris "
+                "dari berkas ini yang dipublikasikan; perbaiki dan kirim ulang seluruh berkas.",
+                f"File held: {share_failed:.0%} of rows failed (limit {cfg.hold_threshold:.0%}). Nothing from this "
+                "file is published; fix and resend the whole file.",
+            )
+        staged = writer.commit(
+            {
+                "batch_id": entry.batch_id,
+                "agency": entry.agency,
+                "sha256": entry.sha256,
+                "file_name": entry.file_name,
+                "status": status,
+                **stage.counts_dict(counts),
+            }
+        )
+    except BaseException:
+        writer.abort()
+        raise
+    read_warnings = read.warnings
+    del read  # the report reads the staged issues and quarantined rows; the file's cells can go
     lap("stage")
     faults.point("process.after_staging")
     hints = {k: Bilingual(*v) for k, v in harmonise_stage.hints(schema).items()}
-    warnings = [*read.warnings, *mapped.warnings]
+    warnings = [*read_warnings, *mapped.warnings]
     if mapped.unmapped_fields:
         missing = ", ".join(mapped.unmapped_fields)
         warnings.append(
@@ -167,8 +173,8 @@ def process_file(
             warnings=warnings,
             duplicate_of=None,
         ),
-        issues,
-        quarantined,
+        pq.read_table(staged / "issues.parquet"),
+        pq.read_table(staged / "quarantined.parquet"),
         mapped.identifier_headers,
         hints,
         field_columns=mapped.matched,
@@ -196,6 +202,96 @@ def process_file(
     )  # fmt: skip
 
 
+def _process_chunks(
+    read: readers.ReadResult,
+    cfg: AgencyConfig,
+    entry: FileEntry,
+    secret: WorkerKeySecret,
+    schema: PlacementSchema,
+    writer: stage.BatchWriter,
+    docs_dir: Path,
+    run_date: date | None,
+    lap: Callable[[str], None],
+) -> stage.StagedCounts:
+    """Map, harmonise, validate and split the file a chunk at a time, appending to the staged batch.
+
+    Memory follows the chunk. Rules that compare rows (record_key unique in the file) run per chunk only when
+    the file is one chunk; otherwise GX runs them once over those columns of the whole file, and the rows they
+    fail leave `accepted` afterwards."""
+    step = settings.chunk_rows()
+    chunks = read.chunks(step)
+    current = next(chunks, None)
+    upcoming = next(chunks, None)  # one chunk ahead: a file that is one chunk runs the whole suite at once
+    chunked = upcoming is not None
+    kept_columns = [*validate.file_wide_columns(validate.suite_for(cfg)), "source_row"]
+    kept: list[pa.Table] = []
+    read_n = accepted_n = quarantined_n = warned_n = 0
+    number = 0
+    while current is not None:
+        number += 1
+        part, row_issues = current
+        mapped = mapping.map_batch(replace(read, table=part), cfg, schema)
+        lap("read_map")
+        harmonised = harmonise_stage.harmonise(
+            mapped.table,
+            cfg,
+            sha256=entry.sha256,
+            batch_id=entry.batch_id,
+            received_at=entry.received_at,
+            secret=secret,
+            schema=schema,
+        )
+        lap("harmonise")
+        faults.point("process.after_harmonise")
+        gx_issues = validate.validate(
+            harmonised.table, cfg, run_date=run_date, schema=schema, docs_dir=docs_dir,
+            docs_page="validation.html" if number == 1 else f"validation-part-{number:03d}.html",
+            scope="rows" if chunked else "all",
+        )  # fmt: skip
+        if chunked:
+            kept.append(harmonised.table.select(kept_columns))
+        lap("validate")
+        issues = pa.concat_tables([_as_issue_table(row_issues), harmonised.issues, gx_issues])
+        accepted, quarantined, counts = stage.split(harmonised.table, issues, part, schema)
+        writer.append("accepted", accepted)
+        writer.append("issues", issues)
+        writer.append("quarantined", quarantined)
+        read_n += counts.rows_read
+        accepted_n += counts.rows_accepted
+        quarantined_n += counts.rows_quarantined
+        warned_n += counts.rows_warned
+        lap("stage")
+        if chunked:
+            log.info("file %s: %d rows done", entry.sha256[:12], read_n)
+        del part, row_issues, mapped, harmonised, gx_issues, issues, accepted, quarantined, current
+        current, upcoming = upcoming, next(chunks, None) if upcoming is not None else None  # one chunk at a time
+        lap("read_map")
+    if not chunked:
+        return stage.StagedCounts(read_n, accepted_n, quarantined_n, warned_n)
+    file_issues = validate.validate(
+        pa.concat_tables(kept), cfg, run_date=run_date, schema=schema, docs_dir=docs_dir,
+        docs_page="validation-whole-file.html", scope="file",
+    )  # fmt: skip
+    del kept
+    lap("validate")
+    if not file_issues.num_rows:
+        return stage.StagedCounts(read_n, accepted_n, quarantined_n, warned_n)
+
+    def original_rows(wanted: pa.Array) -> pa.Table:
+        """The file's own cells of a few rows already staged: read the file again (a rare path)."""
+        parts = [t.filter(pc.is_in(t[readers.SOURCE_ROW], value_set=wanted)) for t, _ in read.chunks(step, [])]
+        return pa.concat_tables(parts) if parts else read.schema.empty_table()
+
+    counts = stage.apply_file_issues(writer, file_issues, original_rows, read_n, quarantined_n, schema)
+    lap("stage")
+    return counts
+
+
+def _header_only(read: readers.ReadResult) -> readers.ReadResult:
+    """Whether the file maps depends on its header, not its rows: mapping no row checks it cheaply."""
+    return replace(read, table=read.schema.empty_table())
+
+
 RETRY_WITH_DETECTION = ("encoding_mismatch", "wrong_delimiter", "missing_columns", "sheet_not_found")
 
 
@@ -207,8 +303,8 @@ def _read_and_map(
     does no better, the original reason stands."""
     expected = mapping.expected_headers(cfg)
     try:
-        read = readers.read_file(raw, cfg.read, expected)
-        return read, mapping.map_batch(read, cfg, schema)
+        read = readers.open_file(raw, cfg.read, expected)
+        return read, mapping.map_batch(_header_only(read), cfg, schema)
     except FileRejected as exc:
         pinned = cfg.read.model_dump(include={"encoding", "delimiter", "header_row", "sheet"}, exclude_none=True)
         if exc.code not in RETRY_WITH_DETECTION or not pinned:
@@ -216,8 +312,8 @@ def _read_and_map(
         options = cfg.read.model_copy(update=dict.fromkeys(pinned))
         first_reason = exc.code
         try:
-            read = readers.read_file(raw, options, expected)
-            mapped = mapping.map_batch(read, cfg, schema)
+            read = readers.open_file(raw, options, expected)
+            mapped = mapping.map_batch(_header_only(read), cfg, schema)
         except FileRejected:
             raise exc from None
     read.warnings.append(

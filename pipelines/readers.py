@@ -51,8 +51,8 @@ import re
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,7 @@ HEADER_SEARCH_ROWS = 30
 DELIMITERS = (",", ";", "\t", "|")
 SAMPLE_BYTES = 1 << 20
 CHUNK_BYTES = 16 << 20
+STREAM_BLOCK_BYTES = 1 << 20  # pyarrow parses CSV this many bytes at a time
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -77,9 +78,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 csv.field_size_limit(max(csv.field_size_limit(), 64 << 20))
 
 
+Chunk = tuple[pa.Table, pa.Table]  # rows as text cells plus _source_row, and the reader's issues on those rows
+
+
 @dataclass
 class ReadResult:
-    table: pa.Table
+    """A file's layout and its rows. CSV rows are streamed (`stream`, memory follows the chunk); XLSX and
+    JSON, small by nature, are in `table`. Either way `chunks()` hands them out a bounded number at a time."""
+
+    table: pa.Table | None
     header: list[str]
     header_row: int  # 1-based; 0 for JSON (no header row in the file)
     format: str
@@ -88,6 +95,39 @@ class ReadResult:
     sheet: str | None = None
     row_issues: pa.Table = field(default_factory=ISSUE_SCHEMA.empty_table)
     warnings: list[Bilingual] = field(default_factory=list)
+    stream: Callable[[int, list[Bilingual]], Iterator[Chunk]] | None = None
+
+    @property
+    def schema(self) -> pa.Schema:
+        if self.table is not None:
+            return self.table.schema
+        return pa.schema([*((n, pa.string()) for n in self.header), (SOURCE_ROW, pa.int64())])
+
+    def chunks(self, rows: int, warnings: list[Bilingual] | None = None) -> Iterator[Chunk]:
+        """At most `rows` rows at a time. A streamed file can still be rejected (FileRejected) on the way,
+        and warnings found while streaming (blank and total rows) are added to `warnings` (by default the
+        file's own) by the end. Streaming again reads the file again."""
+        if self.stream is not None:
+            yield from self.stream(rows, self.warnings if warnings is None else warnings)
+            return
+        assert self.table is not None
+        handed_out = 0
+        for start in range(0, self.table.num_rows, rows):
+            part = self.table.slice(start, rows)
+            mine = self.row_issues.filter(pc.is_in(self.row_issues["source_row"], value_set=part[SOURCE_ROW]))
+            handed_out += mine.num_rows
+            yield part, mine
+        if handed_out != self.row_issues.num_rows:  # a bug: an issue about a row that is not there
+            raise AssertionError(f"{self.row_issues.num_rows - handed_out} reader issues point at no row")
+
+    def collect(self) -> ReadResult:
+        """The whole file in memory: for small files, previews and tests."""
+        if self.stream is None:
+            return self
+        parts = list(self.stream(1 << 62, self.warnings))
+        table = pa.concat_tables([t for t, _ in parts]) if parts else self.schema.empty_table()
+        issues = pa.concat_tables([i for _, i in parts]) if parts else ISSUE_SCHEMA.empty_table()
+        return replace(self, table=table, row_issues=issues, stream=None)
 
 
 def _reject(code: str, id_: str, en: str) -> FileRejected:
@@ -267,7 +307,12 @@ def _corrupt_xlsx(exc: BaseException) -> FileRejected:
 
 
 def read_file(path: Path, options: ReadOptions, expected_headers: Iterable[str] = ()) -> ReadResult:
-    """Read one agency file as text cells, or raise FileRejected with a reason the officer can act on."""
+    """Read one agency file whole, as text cells, or raise FileRejected with a reason the officer can act on."""
+    return open_file(path, options, expected_headers).collect()
+
+
+def open_file(path: Path, options: ReadOptions, expected_headers: Iterable[str] = ()) -> ReadResult:
+    """The file's layout, checked now, and its rows to stream: CSV rows are read only as `chunks()` asks."""
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
@@ -319,56 +364,81 @@ def _finish(
     footers: bool = True,
 ) -> tuple[pa.Table, pa.Table]:
     """Drop fully blank rows and trailing footer rows (with warnings); reject when no data row is left."""
-    data_cols = [c for c in table.column_names if c != SOURCE_ROW]
-    issue_rows = pa.array(sorted({i["source_row"] for i in issues}), pa.int64())
-    if table.num_rows and data_cols:
-        # narrow down column by column: usually the first column alone rules out almost every row
-        cand = table.select([*data_cols, SOURCE_ROW])
-        for c in data_cols:
-            cand = cand.filter(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(cand[c]), ""), True))
-            if cand.num_rows == 0:
-                break
-        blank_rows = cand[SOURCE_ROW]
-        if len(issue_rows) and len(blank_rows):
-            blank_rows = pc.filter(blank_rows, pc.invert(pc.is_in(blank_rows, value_set=issue_rows)))
-        n_blank = len(blank_rows)
-        if n_blank:
-            table = table.filter(pc.invert(pc.is_in(table[SOURCE_ROW], value_set=blank_rows)))
-            warnings.append(
-                Bilingual(
-                    f"{n_blank} baris kosong dilewati.",
-                    f"{n_blank} blank rows were skipped.",
-                )
-            )
-    if footers and options.footer_pattern and table.num_rows and data_cols:
-        pattern = re.compile(options.footer_pattern, re.IGNORECASE)
-        tail = table.slice(max(0, table.num_rows - 50)).select(data_cols).to_pylist()
-        dropped: list[str] = []
-        for rec in reversed(tail):
-            first = next((v for v in rec.values() if v is not None and v.strip()), None)
-            if first is None or not pattern.search(first):
-                break
-            dropped.append(first.strip()[:40])
-        if dropped:
-            keep = table.num_rows - len(dropped)
-            gone = set(table[SOURCE_ROW].slice(keep).to_pylist())
-            table = table.slice(0, keep)
-            issues[:] = [i for i in issues if i["source_row"] not in gone]
-            listed = ", ".join(repr(d) for d in reversed(dropped))
-            warnings.append(
-                Bilingual(
-                    f"{len(dropped)} baris total/jumlah di bawah data tidak dibaca sebagai data: {listed}.",
-                    f"{len(dropped)} total rows below the data were not read as data: {listed}.",
-                )
-            )
+    table, n_blank = _drop_blank_rows(table, {i["source_row"] for i in issues})
+    _blank_warning(n_blank, warnings)
+    if footers:
+        table, issues = _drop_footers(table, issues, options, warnings)
     if table.num_rows == 0:
-        raise _reject(
-            "no_data_rows",
-            "Berkas hanya berisi judul/kepala kolom tanpa baris data.",
-            "The file has a header but no data rows.",
+        raise _no_data_rows()
+    return table, _issue_table(issues)
+
+
+def _issue_table(issues: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(sorted(issues, key=lambda i: i["source_row"]), schema=ISSUE_SCHEMA)
+
+
+def _no_data_rows() -> FileRejected:
+    return _reject(
+        "no_data_rows",
+        "Berkas hanya berisi judul/kepala kolom tanpa baris data.",
+        "The file has a header but no data rows.",
+    )
+
+
+def _blank_warning(n_blank: int, warnings: list[Bilingual]) -> None:
+    if n_blank:
+        warnings.append(Bilingual(f"{n_blank} baris kosong dilewati.", f"{n_blank} blank rows were skipped."))
+
+
+def _drop_blank_rows(table: pa.Table, issue_rows: set[int]) -> tuple[pa.Table, int]:
+    """Fully blank rows are not data (unless the reader has something to say about them)."""
+    data_cols = [c for c in table.column_names if c != SOURCE_ROW]
+    if not table.num_rows or not data_cols:
+        return table, 0
+    # narrow down column by column: usually the first column alone rules out almost every row
+    cand = table.select([*data_cols, SOURCE_ROW])
+    for c in data_cols:
+        cand = cand.filter(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(cand[c]), ""), True))
+        if cand.num_rows == 0:
+            return table, 0
+    blank_rows = cand[SOURCE_ROW]
+    if issue_rows:
+        blank_rows = pc.filter(blank_rows, pc.invert(pc.is_in(blank_rows, value_set=pa.array(sorted(issue_rows)))))
+    if not len(blank_rows):
+        return table, 0
+    return table.filter(pc.invert(pc.is_in(table[SOURCE_ROW], value_set=blank_rows))), len(blank_rows)
+
+
+FOOTER_LOOKBACK = 50  # rows from the end searched for totals ("Jumlah", "Total")
+
+
+def _drop_footers(
+    table: pa.Table, issues: list[dict[str, Any]], options: ReadOptions, warnings: list[Bilingual]
+) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Total rows under the data (matching the agency's footer pattern) are not records."""
+    data_cols = [c for c in table.column_names if c != SOURCE_ROW]
+    if not (options.footer_pattern and table.num_rows and data_cols):
+        return table, issues
+    pattern = re.compile(options.footer_pattern, re.IGNORECASE)
+    tail = table.slice(max(0, table.num_rows - FOOTER_LOOKBACK)).select(data_cols).to_pylist()
+    dropped: list[str] = []
+    for rec in reversed(tail):
+        first = next((v for v in rec.values() if v is not None and v.strip()), None)
+        if first is None or not pattern.search(first):
+            break
+        dropped.append(first.strip()[:40])
+    if not dropped:
+        return table, issues
+    keep = table.num_rows - len(dropped)
+    gone = set(table[SOURCE_ROW].slice(keep).to_pylist())
+    listed = ", ".join(repr(d) for d in reversed(dropped))
+    warnings.append(
+        Bilingual(
+            f"{len(dropped)} baris total/jumlah di bawah data tidak dibaca sebagai data: {listed}.",
+            f"{len(dropped)} total rows below the data were not read as data: {listed}.",
         )
-    issue_table = pa.Table.from_pylist(sorted(issues, key=lambda i: i["source_row"]), schema=ISSUE_SCHEMA)
-    return table, issue_table
+    )
+    return table.slice(0, keep), [i for i in issues if i["source_row"] not in gone]
 
 
 def _drop_unnamed_empty(table: pa.Table, names: list[str], unnamed: set[str]) -> tuple[pa.Table, list[str]]:
@@ -649,35 +719,21 @@ def _read_csv_as(path: Path, options: ReadOptions, expected: set[str], skip_utf8
     names, name_warnings = _make_names(header_cells)
     warnings += name_warnings
 
-    try:
-        table, invalid = _arrow_csv(path, names, skip_lines, delimiter, encoding)
-    except _NotUtf8:
-        if verified:
-            raise _reject(
-                "encoding_mismatch",
-                f"Berkas tidak dapat dibaca dengan pengodean {encoding}. Simpan ulang sebagai CSV UTF-8.",
-                f"The file does not decode as {encoding}. Save it again as CSV UTF-8.",
-            ) from None
-        raise
-    if invalid is None:
-        src = np.arange(header_row + 1, header_row + 1 + table.num_rows, dtype=np.int64)
-        table = table.append_column(SOURCE_ROW, pa.array(src))
-        issues: list[dict[str, Any]] = []
-    else:
-        table, issues = _merge_ragged(table, invalid, names, delimiter, skip_lines, header_row)
-    _check_unclosed_tail(table, names, delimiter)
-    unnamed = {nm for nm, cell in zip(names, header_cells, strict=True) if not cell}
-    table, names = _drop_unnamed_empty(table, names, unnamed)
-    table, issue_table = _finish(table, issues, options, warnings)
+    if not verified and _verify(path, encoding) is not None:
+        raise _NotUtf8()  # rows are streamed and used as they come: the whole file must decode first
+    unnamed = [nm for nm, cell in zip(names, header_cells, strict=True) if not cell]
+    empty = _empty_columns(path, names, unnamed, skip_lines, delimiter, encoding) if unnamed else set()
+    keep = [n for n in names if n not in empty]
+    layout = _CsvLayout(path, names, keep, skip_lines, delimiter, encoding, header_row)
     return ReadResult(
-        table=table,
-        header=names,
+        table=None,
+        header=keep,
         header_row=header_row,
         format="csv",
         encoding=encoding,
         delimiter=delimiter,
-        row_issues=issue_table,
         warnings=warnings,
+        stream=lambda rows, sink: _stream_csv(layout, rows, options, sink),
     )
 
 
@@ -685,92 +741,125 @@ def _pyarrow_encoding(encoding: str) -> str:
     return "utf8" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
 
 
-def _arrow_csv(
-    path: Path, names: list[str], skip_lines: int, delimiter: str, encoding: str
-) -> tuple[pa.Table, list[tuple[int, int, str]] | None]:
-    """Parse with pyarrow (multi-threaded); ragged rows are skipped, then a serial pass numbers them."""
+@dataclass(frozen=True)
+class _CsvLayout:
+    path: Path
+    names: list[str]  # every column, as named from the header
+    keep: list[str]  # the columns read (headerless columns empty in the whole file are left out)
+    skip_lines: int
+    delimiter: str
+    encoding: str
+    header_row: int
 
-    def read(threads: bool, handler: Any) -> pa.Table:
-        try:
-            return pacsv.read_csv(
-                path,
-                read_options=pacsv.ReadOptions(
-                    skip_rows=skip_lines,
-                    column_names=names,
-                    encoding=_pyarrow_encoding(encoding),
-                    use_threads=threads,
-                    block_size=1 << 20,
-                ),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=delimiter,
-                    newlines_in_values=True,
-                    ignore_empty_lines=False,
-                    invalid_row_handler=handler,
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={c: pa.string() for c in names},
-                    null_values=[""],
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=True,
-                ),
+
+def _arrow_batches(layout: _CsvLayout, columns: list[str], handler: Any) -> Iterator[pa.RecordBatch]:
+    """pyarrow's streaming parser, serial so that every ragged row it skips comes with its row number;
+    parse failures become reasons the officer can act on."""
+
+    def translate(exc: BaseException) -> FileRejected:
+        msg = str(exc)
+        if "straddling" in msg or "block boundar" in msg:
+            return _unclosed(None)
+        if "UTF8" in msg or "UTF-8" in msg:
+            return _reject(
+                "encoding_mismatch",
+                f"Berkas tidak dapat dibaca dengan pengodean {layout.encoding}. Simpan ulang sebagai CSV UTF-8.",
+                f"The file does not decode as {layout.encoding}. Save it again as CSV UTF-8.",
             )
-        except pa.ArrowInvalid as exc:
-            msg = str(exc)
-            if "straddling" in msg or "block boundar" in msg:
-                raise _unclosed(None) from None
-            if "UTF8" in msg or "UTF-8" in msg:
-                raise _NotUtf8() from None
-            if "Empty CSV file" in msg:
-                return pa.table({c: pa.array([], pa.string()) for c in names})
-            raise _reject(
-                "csv_parse_error",
-                f"CSV tidak dapat dibaca: {msg[:300]}",
-                f"The CSV cannot be parsed: {msg[:300]}",
-            ) from None
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise _reject(
-                "csv_parse_error",
-                f"CSV tidak dapat dibaca: {str(exc)[:300]}",
-                f"The CSV cannot be parsed: {str(exc)[:300]}",
-            ) from None
+        return _reject(
+            "csv_parse_error", f"CSV tidak dapat dibaca: {msg[:300]}", f"The CSV cannot be parsed: {msg[:300]}"
+        )
 
-    bad: list[int] = []
-    table = read(True, lambda row: bad.append(1) or "skip")
-    if not bad:
-        return table, None
-    invalid: list[tuple[int, int, str]] = []
-    table = read(False, lambda row: invalid.append((row.number, row.actual_columns, row.text)) or "skip")
-    return table, invalid
+    try:
+        reader = pacsv.open_csv(
+            layout.path,
+            read_options=pacsv.ReadOptions(
+                skip_rows=layout.skip_lines,
+                column_names=layout.names,
+                encoding=_pyarrow_encoding(layout.encoding),
+                use_threads=False,
+                block_size=STREAM_BLOCK_BYTES,
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=layout.delimiter,
+                newlines_in_values=True,
+                ignore_empty_lines=False,
+                invalid_row_handler=handler,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in columns},
+                include_columns=columns,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" in str(exc):
+            return
+        raise translate(exc) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise translate(exc) from None
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, UnicodeDecodeError, ValueError) as exc:
+            raise translate(exc) from None
+        yield batch
 
 
-def _merge_ragged(
-    table: pa.Table,
-    invalid: list[tuple[int, int, str]],
-    names: list[str],
-    delimiter: str,
-    skip_lines: int,
-    header_row: int,
-) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """Put ragged rows back in place (padded with nulls / truncated) and describe each as a row issue."""
-    n = len(names)
-    total = table.num_rows + len(invalid)
-    bad_k = np.array(sorted(num - skip_lines for num, _, _ in invalid), dtype=np.int64)
-    good_k = np.setdiff1d(np.arange(1, total + 1, dtype=np.int64), bad_k, assume_unique=True)
-    if len(good_k) != table.num_rows:  # numbering unknown: keep order, number sequentially
-        good_k = np.arange(1, table.num_rows + 1, dtype=np.int64)
-    table = table.append_column(SOURCE_ROW, pa.array(good_k + header_row))
-    cols: list[list[str | None]] = [[] for _ in range(n)]
+def _fields(text: str, delimiter: str) -> list[str]:
+    return next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
+
+
+def _empty_columns(
+    path: Path, names: list[str], unnamed: list[str], skip_lines: int, delimiter: str, encoding: str
+) -> set[str]:
+    """Headerless columns with no value anywhere (a trailing delimiter, formatted cells) are not data: one
+    pass over those columns only, ragged rows included."""
+    layout = _CsvLayout(path, names, names, skip_lines, delimiter, encoding, 0)
+    empty = set(unnamed)
+    index = {n: i for i, n in enumerate(names)}
+
+    def handler(row: Any) -> str:
+        fields = _fields(row.text, delimiter)
+        empty.difference_update(n for n in list(empty) if index[n] < len(fields) and fields[index[n]].strip())
+        return "skip"
+
+    for batch in _arrow_batches(layout, unnamed, handler):
+        for n in list(empty):
+            column = batch.column(n)
+            if (
+                column.null_count < len(column)
+                and not pc.all(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), True)).as_py()
+            ):
+                empty.discard(n)
+        if not empty:
+            break
+    return empty
+
+
+def _ragged_rows(
+    layout: _CsvLayout, invalid: list[tuple[int, int, str]]
+) -> tuple[dict[str, list[str | None]], list[int], list[dict[str, Any]]]:
+    """Rows pyarrow skipped for having too many or too few fields: padded with nulls or truncated, put back
+    in place, each described as a row issue. An odd quote spanning lines means an unclosed quote."""
+    n = len(layout.names)
+    positions = [layout.names.index(k) for k in layout.keep]
+    cols: dict[str, list[str | None]] = {k: [] for k in layout.keep}
     rows: list[int] = []
     issues: list[dict[str, Any]] = []
     for num, actual, text in invalid:
+        row = num - layout.skip_lines + layout.header_row
         if "\n" in text and text.count('"') % 2 == 1:
-            raise _unclosed(num - skip_lines + header_row)
-        fields = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
+            raise _unclosed(row)
+        fields = _fields(text, layout.delimiter)
         vals: list[str | None] = [f if f != "" else None for f in fields[:n]]
         vals += [None] * (n - len(vals))
-        for i, v in enumerate(vals):
-            cols[i].append(v)
-        row = num - skip_lines + header_row
+        for k, i in zip(layout.keep, positions, strict=True):
+            cols[k].append(vals[i])
         rows.append(row)
         if any(f.strip() for f in fields):
             issues.append(
@@ -783,15 +872,85 @@ def _merge_ragged(
                     f"This row has {actual} fields; the header has {n}. Check the separators or quotes in this row.",
                 )
             )
-    extra = pa.table(
-        {
-            **{nm: pa.array(c, pa.string()) for nm, c in zip(names, cols, strict=True)},
-            SOURCE_ROW: pa.array(rows, pa.int64()),
-        }
+    return cols, rows, issues
+
+
+def _csv_pieces(layout: _CsvLayout) -> Iterator[tuple[pa.Table, list[dict[str, Any]]]]:
+    """The file's rows in parser-sized pieces, each row numbered as in the file (records after the header),
+    ragged rows back in their places."""
+    invalid: list[tuple[int, int, str]] = []
+
+    def handler(row: Any) -> str:
+        if row.number is None:  # the serial parser always numbers rows; without a number nothing is placed
+            raise AssertionError("pyarrow skipped a row without its number")
+        invalid.append((row.number, row.actual_columns, row.text))
+        return "skip"
+
+    position = placed = 0
+    schema = pa.schema([*((k, pa.string()) for k in layout.keep), (SOURCE_ROW, pa.int64())])
+    for batch in _arrow_batches(layout, layout.keep, handler):
+        end = position + batch.num_rows
+        mine: list[tuple[int, int, str]] = []
+        while placed < len(invalid) and invalid[placed][0] - layout.skip_lines <= end:
+            mine.append(invalid[placed])
+            placed += 1
+            end += 1
+        slots = np.arange(position + 1, end + 1, dtype=np.int64)
+        if mine:
+            slots = np.setdiff1d(slots, [num - layout.skip_lines for num, _, _ in mine], assume_unique=True)
+        position = end
+        table = pa.Table.from_batches([batch]).select(layout.keep)
+        table = table.append_column(SOURCE_ROW, pa.array(slots + layout.header_row))
+        yield _with_ragged(table, layout, mine, schema)
+    if placed < len(invalid):  # ragged rows after the last parsed row
+        yield _with_ragged(schema.empty_table(), layout, invalid[placed:], schema)
+
+
+def _with_ragged(
+    table: pa.Table, layout: _CsvLayout, invalid: list[tuple[int, int, str]], schema: pa.Schema
+) -> tuple[pa.Table, list[dict[str, Any]]]:
+    if not invalid:
+        return table.cast(schema), []
+    cols, rows, issues = _ragged_rows(layout, invalid)
+    extra = pa.table({**{k: pa.array(v, pa.string()) for k, v in cols.items()}, SOURCE_ROW: pa.array(rows, pa.int64())})
+    merged = pa.concat_tables([table.cast(schema), extra.cast(schema)])
+    return merged.take(pc.sort_indices(merged[SOURCE_ROW])), issues
+
+
+def _split_chunk(table: pa.Table, issues: list[dict[str, Any]], rows: int) -> tuple[Chunk, pa.Table, list[dict]]:
+    """The first `rows` rows (and their issues) out of the buffered ones; rows are in file order."""
+    head, rest = table.slice(0, rows), table.slice(rows)
+    last = head[SOURCE_ROW][-1].as_py() if head.num_rows else -1
+    return (
+        (head, _issue_table([i for i in issues if i["source_row"] <= last])),
+        rest,
+        [i for i in issues if i["source_row"] > last],
     )
-    merged = pa.concat_tables([table, extra])
-    merged = merged.take(pc.sort_indices(merged[SOURCE_ROW]))
-    return merged, issues
+
+
+def _stream_csv(layout: _CsvLayout, rows: int, options: ReadOptions, warnings: list[Bilingual]) -> Iterator[Chunk]:
+    """Chunks of at most `rows` rows. The last FOOTER_LOOKBACK rows are held back until the end of the file,
+    where total rows are recognised; a file with no data row is rejected there."""
+    schema = pa.schema([*((k, pa.string()) for k in layout.keep), (SOURCE_ROW, pa.int64())])
+    buffer, issues = schema.empty_table(), []
+    emitted = blank = 0
+    for table, piece_issues in _csv_pieces(layout):
+        table, n_blank = _drop_blank_rows(table, {i["source_row"] for i in piece_issues})
+        blank += n_blank
+        buffer = pa.concat_tables([buffer, table]) if buffer.num_rows else table
+        issues += piece_issues
+        while buffer.num_rows - rows >= FOOTER_LOOKBACK:
+            chunk, buffer, issues = _split_chunk(buffer, issues, rows)
+            emitted += chunk[0].num_rows
+            yield chunk
+    _check_unclosed_tail(buffer, layout.keep, layout.delimiter)
+    _blank_warning(blank, warnings)
+    buffer, issues = _drop_footers(buffer, issues, options, warnings)
+    if emitted + buffer.num_rows == 0:
+        raise _no_data_rows()
+    while buffer.num_rows:
+        chunk, buffer, issues = _split_chunk(buffer, issues, rows)
+        yield chunk
 
 
 def _check_unclosed_tail(table: pa.Table, names: list[str], delimiter: str) -> None:

@@ -15,6 +15,14 @@ SQL_DIR = PROJECT_DIR / "sql"
 EXPECTATIONS_DIR = PROJECT_DIR / "expectations"
 
 
+def chunk_rows() -> int:
+    """Rows harmonised and validated at a time: memory follows the chunk, not the file."""
+    value = os.environ.get("SDMI_CHUNK_ROWS", "200000")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"SDMI_CHUNK_ROWS must be a positive whole number, not {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Zones:
     """The zones of DESIGN.md under one data root (SDMI_HOME)."""

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,32 +77,104 @@ def split(
     return accepted, quarantined, counts
 
 
-def write_batch(
-    zones: Zones,
-    batch_id: str,
-    accepted: pa.Table,
+class BatchWriter:
+    """A batch written chunk by chunk: Parquet row groups appended in a hidden folder, renamed when complete.
+
+    Nothing is visible under `staging/<batch_id>/` until `commit`, so a crash mid-file leaves only a
+    `.tmp-*` folder that the next run removes."""
+
+    FILES = ("accepted", "issues", "quarantined")
+
+    def __init__(self, zones: Zones, batch_id: str, schemas: dict[str, pa.Schema]) -> None:
+        self.zones, self.batch_id, self.schemas = zones, batch_id, schemas
+        self.tmp = zones.staging / f".tmp-{batch_id}-{uuid.uuid4().hex[:8]}"
+        self.tmp.mkdir(parents=True)
+        self._writers = {name: pq.ParquetWriter(self.path(name), schemas[name]) for name in self.FILES}
+
+    def path(self, name: str) -> Path:
+        return self.tmp / f"{name}.parquet"
+
+    def append(self, name: str, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writers[name].write_table(table.cast(self.schemas[name]))
+
+    def close(self, name: str) -> Path:
+        """Finish one file early (to rewrite it); appending to it afterwards is a bug."""
+        self._writers.pop(name).close()
+        return self.path(name)
+
+    def commit(self, meta: dict) -> Path:
+        for name in list(self._writers):
+            self.close(name)
+        (self.tmp / "batch.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        fsync_dir(self.tmp)
+        faults.point("stage.mid_staging")
+        final = self.zones.staging / self.batch_id
+        if final.exists():
+            old = self.zones.staging / f".old-{self.batch_id}-{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+            os.replace(self.tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.tmp, final)
+        fsync_dir(self.zones.staging)
+        return final
+
+    def abort(self) -> None:
+        for name in list(self._writers):
+            self.close(name)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def apply_file_issues(
+    writer: BatchWriter,
     issues: pa.Table,
-    quarantined: pa.Table,
-    meta: dict,
-) -> Path:
-    final = zones.staging / batch_id
-    tmp = zones.staging / f".tmp-{batch_id}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    pq.write_table(accepted, tmp / "accepted.parquet")
-    pq.write_table(issues, tmp / "issues.parquet")
-    pq.write_table(quarantined, tmp / "quarantined.parquet")
-    (tmp / "batch.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-    fsync_dir(tmp)
-    faults.point("stage.mid_staging")
-    if final.exists():
-        old = zones.staging / f".old-{batch_id}-{uuid.uuid4().hex[:8]}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    fsync_dir(zones.staging)
-    return final
+    original_rows: Callable[[pa.Array], pa.Table],
+    rows_read: int,
+    rows_quarantined: int,
+    schema: PlacementSchema | None = None,
+) -> StagedCounts:
+    """Issues of rules that compare rows across the whole file, found after every chunk was staged: rows
+    failing a critical one move from accepted to quarantined, a warning joins the row's quality_flags."""
+    schema = schema or load_schema()
+    writer.append("issues", issues)
+    accepted_path = writer.close("accepted")
+    rewritten = accepted_path.with_name("accepted.rewrite.parquet")
+    target = schema.arrow_schema(published_only=True)
+    con = duckdb.connect()
+    try:
+        con.register("f", issues.select(["source_row", "rule_id", "severity"]))
+        con.execute(f"CREATE TEMP VIEW a AS SELECT * FROM read_parquet('{accepted_path}')")
+        moved = con.sql(
+            "SELECT source_row FROM a WHERE source_row IN (SELECT source_row FROM f WHERE severity = 'critical')"
+        ).to_arrow_table()["source_row"]
+        cols = ", ".join(f'a."{c}"' for c in target.names if c != "quality_flags")
+        reader = con.sql(
+            f"""SELECT {cols},
+                   nullif(array_to_string(list_sort(list_distinct(flatten([
+                       coalesce(string_split(a.quality_flags, ';'), []), coalesce(w.flags, [])]))), ';'), '')
+                   AS quality_flags
+                FROM a LEFT JOIN (SELECT source_row, list(DISTINCT rule_id) AS flags FROM f
+                                  WHERE severity = 'warning' GROUP BY source_row) w USING (source_row)
+                WHERE a.source_row NOT IN (SELECT source_row FROM f WHERE severity = 'critical')
+                ORDER BY a.source_row"""
+        ).to_arrow_reader(100_000)
+        accepted_n = warned_n = 0
+        with pq.ParquetWriter(rewritten, target) as out:
+            for batch in reader:
+                table = pa.Table.from_batches([batch]).select(target.names).cast(target)
+                out.write_table(table)
+                accepted_n += table.num_rows
+                warned_n += table.num_rows - table["quality_flags"].null_count
+    finally:
+        con.close()
+    os.replace(rewritten, accepted_path)
+    if len(moved):
+        writer.append("quarantined", original_rows(moved))
+    counts = StagedCounts(rows_read, accepted_n, rows_quarantined + len(moved), warned_n)
+    if not counts.reconciles():
+        raise AssertionError(f"rows do not reconcile: {counts}")  # a bug: never publish such a batch
+    return counts
 
 
 def clean_leftovers(zones: Zones) -> int:

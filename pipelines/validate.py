@@ -12,14 +12,17 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines import codelists, settings
 from pipelines.config import AgencyConfig
@@ -29,7 +32,10 @@ from pipelines.schema import PlacementSchema, load_schema
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 SUITE_PATH = settings.EXPECTATIONS_DIR / "placement.json"
-_GX_LOCK = threading.Lock()  # GX contexts are not documented as thread-safe; validation is short
+# GX is not thread-safe: even with one context per thread, its shared suite-parameter parser (pyparsing)
+# fails under concurrent validations ("push_first() missing ... 'toks'"). Files run in parallel threads
+# take turns here; the rest of their work (reading, DuckDB, Parquet) still overlaps.
+_GX_LOCK = threading.Lock()
 
 
 def _meta(rule_id: str, severity: str, field: str, message: Any, hint: Any) -> dict:
@@ -117,7 +123,7 @@ def _committed_suite(path: str) -> dict:
 
 
 @cache
-def _gx():
+def _gx_module() -> Any:
     """GX is imported lazily: it costs 3-4 s, and a run with nothing to validate should not pay it."""
     import great_expectations as gx
     from great_expectations.execution_engine import pandas_execution_engine
@@ -126,6 +132,12 @@ def _gx():
     # its time on our frames). The fingerprint is only a batch marker; no expectation reads it.
     pandas_execution_engine.HASH_THRESHOLD = 0
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)  # temp docs dir at INFO
+    return gx
+
+
+@cache
+def _batch_definition() -> Any:
+    gx = _gx_module()
     context = gx.get_context(mode="ephemeral")
     try:
         from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -134,16 +146,16 @@ def _gx():
     except Exception:
         pass
     asset = context.data_sources.add_pandas("sdmi").add_dataframe_asset("harmonised")
-    return gx, context, asset.add_batch_definition_whole_dataframe("batch")
+    return asset.add_batch_definition_whole_dataframe("batch")
 
 
-def _to_pandas(table: pa.Table, columns: set[str] | None = None) -> pd.DataFrame:
+def _to_pandas(table: pa.Table, columns: set[str] | None = None, index: str = "source_row") -> pd.DataFrame:
     """Only the columns the suite reads, with dtypes GX handles vectorised.
 
     pandas 3's string dtype makes GX null checks report nan, so strings are plain objects; dates are
     datetime64[ns], for which GX's `between` is vectorised (other datetime units fall back to a Python
     call per row)."""
-    keep = [c for c in table.column_names if columns is None or c in columns or c == "source_row"]
+    keep = [c for c in table.column_names if columns is None or c in columns or c == index]
     table = table.select(keep)
     df = table.to_pandas(date_as_object=False, timestamp_as_object=False)
     for field in table.schema:
@@ -185,6 +197,106 @@ def parameters_for(cfg: AgencyConfig, run_date: date | None = None) -> dict:
     return {"run_date": pd.Timestamp(run_date or date.today()), "data_begins": pd.Timestamp(cfg.data_begins)}
 
 
+# Expectations whose verdict on a row depends only on that row's value in one column. GX evaluates them once
+# per distinct value; the verdict then holds for every row carrying the value, so no check is weakened.
+VALUE_WISE = frozenset(
+    {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_null",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_not_be_in_set",
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_match_regex",
+        "expect_column_values_to_not_match_regex",
+        "expect_column_values_to_match_regex_list",
+        "expect_column_values_to_not_match_regex_list",
+        "expect_column_value_lengths_to_be_between",
+        "expect_column_value_lengths_to_equal",
+    }
+)
+# Expectations whose verdict on a row depends on other rows (or on counts): in a file read in chunks they
+# run once more over the whole file's columns they name.
+CROSS_ROW = frozenset(
+    {
+        "expect_column_values_to_be_unique",
+        "expect_column_values_to_be_increasing",
+        "expect_column_values_to_be_decreasing",
+        "expect_compound_columns_to_be_unique",
+    }
+)
+ROW_PREFIXES = ("expect_column_values_", "expect_column_value_lengths_", "expect_column_pair_values_",
+                "expect_multicolumn_values_", "expect_select_column_values_")  # fmt: skip
+VALUE_ROW = "value_row"
+DISTINCT_SHARE = 0.25  # a column goes to the value frame when its distinct values are at most this share of rows
+
+
+def _value_wise(expectation: dict) -> bool:
+    """`mostly` and row conditions depend on row counts and other columns: those run over every row."""
+    kwargs = expectation["kwargs"]
+    return expectation["type"] in VALUE_WISE and "column" in kwargs and not {"mostly", "row_condition"} & set(kwargs)
+
+
+def file_wide(expectation: dict) -> bool:
+    kind, kwargs = expectation["type"], expectation["kwargs"]
+    return kind in CROSS_ROW or "mostly" in kwargs or not kind.startswith(ROW_PREFIXES)
+
+
+def file_wide_columns(suite_dict: dict) -> list[str]:
+    """The columns the file-wide expectations read (kept from every chunk of a large file)."""
+    names: list[str] = []
+    for e in suite_dict["expectations"]:
+        if file_wide(e):
+            kw = e["kwargs"]
+            names += [kw[k] for k in ("column", "column_A", "column_B") if k in kw] + list(kw.get("column_list", []))
+    return sorted(set(names))
+
+
+@dataclass(frozen=True)
+class SuitePlan:
+    """The suite split in two: per-row expectations over the rows, value-wise ones over distinct values."""
+
+    row_expectations: list[dict]
+    value_expectations: list[dict]
+    distinct: dict[str, pa.Array]  # value column -> its distinct values (null included)
+
+    @property
+    def value_columns(self) -> list[str]:
+        return list(self.distinct)
+
+
+def plan_suite(suite_dict: dict, table: pa.Table) -> SuitePlan:
+    by_column: dict[str | None, list[dict]] = {}
+    for e in suite_dict["expectations"]:
+        by_column.setdefault(e["kwargs"].get("column"), []).append(e)
+    limit = table.num_rows * DISTINCT_SHARE
+    distinct: dict[str, pa.Array] = {}
+    for column, expectations in by_column.items():
+        if column is None or column not in table.column_names or not all(_value_wise(e) for e in expectations):
+            continue
+        head = table[column].slice(0, 4096)
+        if len(head) == 4096 and pc.count_distinct(head, mode="all").as_py() > 4096 * DISTINCT_SHARE:
+            continue  # an id-like column: hashing all of it only to learn that costs more than it saves
+        values = pc.unique(table[column].combine_chunks())
+        if len(values) <= limit:
+            distinct[column] = values
+    return SuitePlan(
+        [e for e in suite_dict["expectations"] if e["kwargs"].get("column") not in distinct],
+        [e for e in suite_dict["expectations"] if e["kwargs"].get("column") in distinct],
+        distinct,
+    )
+
+
+def _value_frame(distinct: dict[str, pa.Array]) -> tuple[pa.Table, dict[str, pa.Array]]:
+    """Each column's distinct values side by side, shorter columns padded by repeating their first value
+    (a repeated value cannot change which values fail)."""
+    length = max(len(v) for v in distinct.values())
+    padded = {
+        c: pa.concat_arrays([v, v.take(pa.array(np.zeros(length - len(v), dtype=np.int64)))]) if len(v) < length else v
+        for c, v in distinct.items()
+    }
+    return pa.table({**padded, VALUE_ROW: pa.array(np.arange(length, dtype=np.int64))}), padded
+
+
 def validate(
     table: pa.Table,
     cfg: AgencyConfig,
@@ -193,35 +305,88 @@ def validate(
     suite_path: Path = SUITE_PATH,
     schema: PlacementSchema | None = None,
     docs_dir: Path | None = None,
+    docs_page: str = "validation.html",
+    scope: Literal["all", "rows", "file"] = "all",
 ) -> pa.Table:
     """Run the suite (plus the agency's own expectations); one issue per failing row and rule.
 
-    With `docs_dir`, the run's GX Data Docs page is written there for the data engineer."""
+    A file read in chunks runs scope "rows" per chunk and scope "file" (uniqueness and the like) once over
+    the whole file's columns. With `docs_dir`, GX's Data Docs page is written there for the data engineer."""
     schema = schema or load_schema()
     suite_dict = suite_for(cfg, suite_path)
-    result = run_suite(_to_pandas(table, suite_columns(suite_dict)), suite_dict, parameters_for(cfg, run_date))
-    if docs_dir is not None:
-        write_data_docs(result, docs_dir)
+    if scope != "all":
+        keep = scope == "file"
+        suite_dict["expectations"] = [e for e in suite_dict["expectations"] if file_wide(e) == keep]
+    parameters = parameters_for(cfg, run_date)
+    plan = plan_suite(suite_dict, table)
+    results: list[Any] = []
     rows: list[tuple] = []
+    if plan.row_expectations:
+        row_suite = {**suite_dict, "expectations": plan.row_expectations}
+        result = run_suite(_to_pandas(table, suite_columns(row_suite)), row_suite, parameters)
+        results.append(result)
+        for meta, entry in _failures(result):
+            rows += [(int(r), *meta) for r in entry]
+    if plan.value_expectations and table.num_rows:
+        value_suite = {**suite_dict, "name": f"{suite_dict['name']}__distinct_values",
+                       "expectations": plan.value_expectations}  # fmt: skip
+        frame, padded = _value_frame(plan.distinct)
+        result = run_suite(_to_pandas(frame, index=VALUE_ROW), value_suite, parameters, index=VALUE_ROW)
+        results.append(result)
+        for meta, entry in _failures(result, index=VALUE_ROW):
+            column = meta[2]
+            failing = pc.unique(padded[column].take(pa.array(entry, pa.int64())))
+            hit = pc.is_in(table[column], value_set=failing.drop_null())
+            if failing.null_count:
+                hit = pc.or_(pc.fill_null(hit, False), pc.is_null(table[column]))
+            rows += [(int(r), *meta) for r in pc.filter(table["source_row"], pc.fill_null(hit, False)).to_pylist()]
+    if docs_dir is not None and results:
+        write_data_docs(_combined(results, suite_dict["name"]), docs_dir, docs_page)
+    return _with_values(table, rows, set(schema.direct_identifiers()))
+
+
+def _failures(result: Any, index: str = "source_row") -> list[tuple[tuple, list[int]]]:
+    """(rule meta, failing index values) per failed expectation; a crashed expectation is a bug, not data."""
+    out = []
     for r in result.results:
         meta = r.expectation_config.meta
         if _raised(r.exception_info):
             raise RuntimeError(f"GX could not evaluate rule {meta['rule_id']}: a bug, not a data problem")
         if r.success:
             continue
+        ids: list[int] = []
         for entry in r.result.get("unexpected_index_list") or []:
-            for source_row in entry["source_row"] if isinstance(entry["source_row"], list) else [entry["source_row"]]:
-                rows.append(
-                    (int(source_row), meta["rule_id"], meta["severity"], meta["field"], meta["message_id"],
-                     meta["message_en"])
-                )  # fmt: skip
-    return _with_values(table, rows, set(schema.direct_identifiers()))
+            ids += entry[index] if isinstance(entry[index], list) else [entry[index]]
+        out.append(((meta["rule_id"], meta["severity"], meta["field"], meta["message_id"], meta["message_en"]), ids))
+    return out
 
 
-def run_suite(df: pd.DataFrame, suite_dict: dict, parameters: dict) -> Any:
-    """One `validate()` call for the whole suite; failing rows by source_row, values never echoed."""
+def _combined(results: list[Any], name: str) -> Any:
+    """One Data Docs page for both halves of the suite."""
+    if len(results) == 1:
+        return results[0]
+    from great_expectations.core import ExpectationSuiteValidationResult
+
+    merged = [r for result in results for r in result.results]
+    passed = sum(1 for r in merged if r.success)
+    return ExpectationSuiteValidationResult(
+        success=all(r.success for r in merged),
+        results=merged,
+        suite_name=name,
+        statistics={
+            "evaluated_expectations": len(merged),
+            "successful_expectations": passed,
+            "unsuccessful_expectations": len(merged) - passed,
+            "success_percent": 100.0 * passed / len(merged) if merged else None,
+        },
+        meta=results[0].meta,
+    )
+
+
+def run_suite(df: pd.DataFrame, suite_dict: dict, parameters: dict, index: str = "source_row") -> Any:
+    """One `validate()` call for the whole suite; failing rows by `index`, values never echoed."""
     with _GX_LOCK:
-        _, _, batch_definition = _gx()
+        batch_definition = _batch_definition()
         from great_expectations.core.expectation_suite import ExpectationSuite
 
         suite = ExpectationSuite(**suite_dict)
@@ -231,7 +396,7 @@ def run_suite(df: pd.DataFrame, suite_dict: dict, parameters: dict) -> Any:
             expectation_parameters=parameters,
             result_format={
                 "result_format": "COMPLETE",
-                "unexpected_index_column_names": ["source_row"],
+                "unexpected_index_column_names": [index],
                 "exclude_unexpected_values": True,
                 "partial_unexpected_count": 0,
                 "return_unexpected_index_query": False,
@@ -239,7 +404,7 @@ def run_suite(df: pd.DataFrame, suite_dict: dict, parameters: dict) -> Any:
         )
 
 
-def write_data_docs(result: Any, docs_dir: Path) -> Path:
+def write_data_docs(result: Any, docs_dir: Path, page: str = "validation.html") -> Path:
     """GX's own validation page, rendered from this run's result (failing values are excluded in the result)."""
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
@@ -247,8 +412,8 @@ def write_data_docs(result: Any, docs_dir: Path) -> Path:
     with _GX_LOCK:
         html = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
     docs_dir.mkdir(parents=True, exist_ok=True)
-    target = docs_dir / "validation.html"
-    tmp = docs_dir / ".validation.html.tmp"
+    target = docs_dir / page
+    tmp = docs_dir / f".{page}.tmp"
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, target)
     return target

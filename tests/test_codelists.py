@@ -123,6 +123,16 @@ def test_occupations_hold_all_436_isco08_unit_groups() -> None:
     assert all(len(c) == 4 and c.isdigit() for c in found)
 
 
+def test_every_unit_group_kbji_2014_has_carries_its_official_indonesian_title() -> None:
+    rows = codelists.load("occupations").to_pylist()
+    fallback = {r["code"] for r in rows if r["name_id_source"] != "kbji2014"}
+    assert fallback == {"0110", "0210", "0310", "3355", "5412"}  # armed forces and police: KBJI group 0
+    by_code = {r["code"]: r for r in rows}
+    assert by_code["9111"]["name_id"] == "Tenaga Kebersihan Dan Juru Bantu Rumahtangga"
+    assert by_code["5322"]["name_id"] == "Pekerja Perawatan Pribadi Di Rumah"
+    assert all(r["name_id"] != r["name_en"] for r in rows if r["code"] not in fallback)
+
+
 def test_every_code_in_occupation_titles_exists_in_occupations() -> None:
     known = set(codelists.codes("occupations"))
     for row in codelists.load("occupation_titles").to_pylist():

@@ -1,0 +1,90 @@
+"""A file processed a chunk at a time stages exactly what it stages in one piece, rows compared across
+chunks included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines import config, demo, inbox
+from pipelines.keys import load_secret
+from pipelines.ledger import Ledger
+from pipelines.process import process_file
+from pipelines.settings import Zones
+
+RUN_DEPENDENT = {"batch_id", "ingested_at"}
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("chunked")
+    demo.generate(directory, seed=9, rows=1500)
+    return directory
+
+
+def _process(home: Path, key_file: Path, agency: str, source: Path, chunk_rows: int, monkeypatch):
+    monkeypatch.setenv("SDMI_CHUNK_ROWS", str(chunk_rows))
+    zones = Zones(home).ensure()
+    ledger = Ledger(zones.ledger_db)
+    path = zones.inbox / agency / source.name
+    path.parent.mkdir(parents=True)
+    path.write_bytes(source.read_bytes())
+    claim = inbox.claim(zones, ledger, agency, path)
+    process_file(zones, ledger, claim.entry, config.agency(agency), load_secret(key_file))
+    entry = ledger.get(claim.entry.sha256)
+    return zones.staging / entry.batch_id, entry
+
+
+def _staged(folder: Path) -> dict[str, list[tuple]]:
+    con = duckdb.connect()
+    try:
+        out = {}
+        for name in ("accepted", "issues", "quarantined"):
+            rel = con.sql(f"SELECT * FROM read_parquet('{folder / name}.parquet')")
+            cols = ", ".join(f'"{c}"' for c in rel.columns if c not in RUN_DEPENDENT)
+            out[name] = con.sql(f"SELECT {cols} FROM rel ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+    return out
+
+
+def _counts(entry) -> tuple[int, ...]:
+    return (entry.rows_read, entry.rows_accepted, entry.rows_quarantined, entry.rows_warned, entry.status)
+
+
+@pytest.mark.parametrize("agency", sorted(config.agencies()))
+def test_a_file_in_chunks_stages_the_same_rows_issues_and_counts_as_in_one_piece(demo_files, agency, key_file,
+                                                                                 tmp_path, monkeypatch):  # fmt: skip
+    source = sorted((demo_files / agency).iterdir())[0]
+    whole, whole_entry = _process(tmp_path / "whole", key_file, agency, source, 1_000_000, monkeypatch)
+    chunk = max(7, whole_entry.rows_read // 5)
+    parts, parts_entry = _process(tmp_path / "parts", key_file, agency, source, chunk, monkeypatch)
+    assert whole_entry.rows_read > chunk * 2
+    assert _counts(parts_entry) == _counts(whole_entry)
+    assert _staged(parts) == _staged(whole)
+
+
+def test_the_same_record_id_in_two_chunks_quarantines_both_rows(demo_files, key_file, tmp_path, monkeypatch):
+    agency = "bp2mi_siskop2mi"
+    lines = sorted((demo_files / agency).iterdir())[0].read_bytes().splitlines(keepends=True)
+    resent = tmp_path / "resent.csv"
+    resent.write_bytes(b"".join([*lines, lines[1]]))  # the first record again, in the last chunk
+    staged, entry = _process(tmp_path / "home", key_file, agency, resent, 50, monkeypatch)
+    con = duckdb.connect()
+    try:
+        rows = con.sql(
+            f"SELECT source_row FROM read_parquet('{staged}/issues.parquet') "
+            "WHERE rule_id = 'record_key.unique_in_batch' ORDER BY 1"
+        ).fetchall()
+        accepted = con.sql(
+            f"SELECT count(*) FROM read_parquet('{staged}/accepted.parquet') WHERE source_row IN (2, {len(lines) + 1})"
+        ).fetchall()[0][0]
+        quarantined = con.sql(f"SELECT count(*) FROM read_parquet('{staged}/quarantined.parquet')").fetchall()[0][0]
+    finally:
+        con.close()
+    assert rows == [(2,), (len(lines) + 1,)]
+    assert accepted == 0
+    assert entry.rows_read == entry.rows_accepted + entry.rows_quarantined == quarantined + entry.rows_accepted
+    assert (staged / "batch.json").exists() and not list(staged.parent.glob(".tmp-*"))
