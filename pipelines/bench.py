@@ -347,8 +347,11 @@ def run_republish(home: Path, env: dict[str, str]) -> dict:
     m = measure([*sdmi_command(), "publish"], env=run_env)
     _check(m, "sdmi publish")
     result = _last_json(m.stdout)
+    work = float(result.get("seconds") or 0)  # publish() itself: from reading the batches to the switch
     return {
         "wall_s": round(m.wall_s, 3),
+        "work_s": round(work, 3),
+        "startup_s": round(m.wall_s - work, 3),  # process start, imports, Prefect's temporary server
         "cpu_s": round(m.cpu_s, 2),
         "peak_rss_bytes": m.peak_rss,
         "records": (result.get("counts") or {}).get("placement_records"),
@@ -430,12 +433,17 @@ def table_text(result: dict) -> str:
         lines.append("|" + "|".join("-" * 10 + ":" for _ in st) + "|")
         lines.append("| " + " | ".join(f"{v:>9.2f}" for v in st.values()) + " |")
         if "validate_share" in ratios:
-            lines.append(f"validate share of pipeline total: {ratios['validate_share']:.0%}  (target <= 25 % at 1M)")
+            lines.append(
+                f"validation share of pipeline work: {ratios['validate_share']:.0%}, of which GX itself "
+                f"{ratios.get('gx_share', 0):.0%}  (target <= 25 % at 1M; time spent waiting for another "
+                "file's GX is not counted)"
+            )
     rep, empty = result.get("republish"), result.get("empty_inbox")
     if rep:
         lines.append(
-            f"republish (sdmi publish, no new files, {rep['records']:,} records): {rep['wall_s']:.1f} s wall, "
-            f"peak {_gib(rep['peak_rss_bytes'])}  (target < 30 s at 5M)"
+            f"republish (sdmi publish, no new files, {rep['records']:,} records): {rep['work_s']:.1f} s work "
+            f"+ {rep['startup_s']:.1f} s start-up = {rep['wall_s']:.1f} s wall, peak {_gib(rep['peak_rss_bytes'])}"
+            "  (target < 30 s at 5M)"
         )
     if empty:
         lines.append(
@@ -475,7 +483,10 @@ def check_targets(result: dict) -> dict:
     if rows >= 5_000_000 and result.get("pipeline"):
         checks["peak RSS < 2 GiB"] = result["pipeline"]["peak_rss_bytes"] < TARGETS["peak_rss_gib_max_5m"] * GIB
     if rows >= 5_000_000 and result.get("republish"):
-        checks["republish < 30 s"] = result["republish"]["wall_s"] < TARGETS["republish_s_max_5m"]
+        checks["republish < 30 s (work)"] = result["republish"]["work_s"] < TARGETS["republish_s_max_5m"]
+        checks["republish < 30 s (wall, start-up included)"] = (
+            result["republish"]["wall_s"] < TARGETS["republish_s_max_5m"]
+        )
     if "validate_share" in ratios and rows <= 1_000_000:
         checks["validate <= 1/4 of pipeline"] = ratios["validate_share"] <= TARGETS["validate_share_max_1m"]
     return {"checked": checks, "missed": [k for k, ok in checks.items() if not ok]}
@@ -599,9 +610,13 @@ def main(argv: list[str] | None = None) -> dict:
     if peers and pipes and result["pipeline"]["cpu_s"]:
         ratios["pipeline_vs_peer_cpu"] = round(result["peer"]["cpu_s"] / result["pipeline"]["cpu_s"], 3)
     if pipes and result["pipeline"]["work_s"]:
+        # Files are validated from parallel threads that take turns in GX (it is not thread-safe): a file's
+        # validate time includes waiting for another file's GX. The cost of validation is what is left.
+        st = result["pipeline"]["stages"]
         ratios["validate_share"] = round(
-            result["pipeline"]["stages"].get("validate", 0) / result["pipeline"]["work_s"], 3
+            (st.get("validate", 0) - st.get("gx_wait", 0)) / result["pipeline"]["work_s"], 3
         )
+        ratios["gx_share"] = round(st.get("gx", 0) / result["pipeline"]["work_s"], 3)
     result["ratios"] = ratios
 
     if last_home is not None and "republish" not in args.skip:

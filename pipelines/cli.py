@@ -77,10 +77,15 @@ def _run(zones: Zones, key_path: Path | None, publish: bool, stable_seconds: flo
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
         ) as bar:
             job = bar.add_task("files / berkas", total=None)
+            rows_done = 0
 
             def on_event(event: str, data: dict) -> None:
+                nonlocal rows_done
                 if event == "files":
                     bar.update(job, total=data["total"])
+                elif event == "rows":  # chunks of a long file
+                    rows_done += int(data["rows"])
+                    bar.update(job, description=f"files / berkas ({rows_done:,} rows / baris)")
                 elif event == "file_done":
                     bar.advance(job)
                 elif event == "publish":
@@ -94,7 +99,7 @@ def _run(zones: Zones, key_path: Path | None, publish: bool, stable_seconds: flo
     else:
 
         def on_line(event: str, data: dict) -> None:
-            if event in ("files", "file_done", "publish"):
+            if event in ("files", "rows", "file_done", "publish"):
                 print(f"sdmi: {event} {json.dumps(data, default=str)}", flush=True)
 
         unsubscribe = events.subscribe(on_line)

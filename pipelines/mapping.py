@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines import settings
 from pipelines.config import (
     AgencyConfig,
     ConstantTransform,
@@ -82,7 +83,7 @@ def _split(column: pa.ChunkedArray, separator: str, parts: int) -> list[pa.Chunk
 
 
 def _extract(column: pa.ChunkedArray, pattern: str) -> pa.ChunkedArray:
-    con = duckdb.connect()
+    con = duckdb.connect(config=settings.DUCKDB_CONFIG)
     try:
         source = pa.table({"v": column})  # noqa: F841 - read by DuckDB's replacement scan
         group = 1 if "(" in pattern else 0

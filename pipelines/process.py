@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from pipelines import faults, mapping, readers, report, settings, stage, validate
 from pipelines import harmonise as harmonise_stage
+from pipelines import progress as events
 from pipelines.config import AgencyConfig
 from pipelines.keys import WorkerKeySecret
 from pipelines.ledger import FileEntry, Ledger
@@ -121,7 +122,7 @@ def process_file(
     )
     try:
         try:
-            counts = _process_chunks(read, cfg, entry, secret, schema, writer, docs_dir, run_date, lap)
+            counts = _process_chunks(read, cfg, entry, secret, schema, writer, docs_dir, run_date, lap, timings)
         except FileRejected as rejected:  # found while streaming (no data row, an unclosed quote): nothing staged
             writer.abort()
             shutil.rmtree(docs_dir, ignore_errors=True)
@@ -212,6 +213,7 @@ def _process_chunks(
     docs_dir: Path,
     run_date: date | None,
     lap: Callable[[str], None],
+    gx_time: dict[str, float],
 ) -> stage.StagedCounts:
     """Map, harmonise, validate and split the file a chunk at a time, appending to the staged batch.
 
@@ -246,7 +248,7 @@ def _process_chunks(
         gx_issues = validate.validate(
             harmonised.table, cfg, run_date=run_date, schema=schema, docs_dir=docs_dir,
             docs_page="validation.html" if number == 1 else f"validation-part-{number:03d}.html",
-            scope="rows" if chunked else "all",
+            scope="rows" if chunked else "all", timings=gx_time,
         )  # fmt: skip
         if chunked:
             kept.append(harmonised.table.select(kept_columns))
@@ -261,8 +263,9 @@ def _process_chunks(
         quarantined_n += counts.rows_quarantined
         warned_n += counts.rows_warned
         lap("stage")
-        if chunked:
+        if chunked:  # a long file shows its progress (counts only)
             log.info("file %s: %d rows done", entry.sha256[:12], read_n)
+            events.emit("rows", file=entry.sha256[:12], rows=counts.rows_read, done=read_n)
         del part, row_issues, mapped, harmonised, gx_issues, issues, accepted, quarantined, current
         current, upcoming = upcoming, next(chunks, None) if upcoming is not None else None  # one chunk at a time
         lap("read_map")
@@ -270,7 +273,7 @@ def _process_chunks(
         return stage.StagedCounts(read_n, accepted_n, quarantined_n, warned_n)
     file_issues = validate.validate(
         pa.concat_tables(kept), cfg, run_date=run_date, schema=schema, docs_dir=docs_dir,
-        docs_page="validation-whole-file.html", scope="file",
+        docs_page="validation-whole-file.html", scope="file", timings=gx_time,
     )  # fmt: skip
     del kept
     lap("validate")

@@ -252,56 +252,89 @@ def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, folder: Path, cols:
     con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {select} FROM {source}")
 
 
-def _copy_partitioned(
-    con: duckdb.DuckDBPyConnection, select: str, folder: Path, cols: Sequence[dictionary.Col]
-) -> None:
+SCRATCH = "_build"  # in-memory database attached for the build: shared by the parallel writers, never published
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # DuckDB's folder name for a NULL partition value
+
+
+def _partition_filter(name: str, value: int | None) -> tuple[str, str]:
+    """Folder name and SQL predicate of one partition value, NULL as DuckDB's PARTITION_BY writes it."""
+    if value is None:
+        return f"{name}={HIVE_NULL}", f"{name} IS NULL"
+    return f"{name}={int(value)}", f"{name} = {int(value)}"
+
+
+def _write_partitions(con: duckdb.DuckDBPyConnection, query: str, folder: Path, cols: Sequence[dictionary.Col]) -> None:
     """Write a record table as Parquet partitioned by departure year and month (partition columns kept in the
-    files so each file stands alone). An empty table still gets one (empty) file, so its view has a schema."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(
-        f"COPY ({select}) TO {_lit(str(folder))} "
-        "(FORMAT parquet, PARTITION_BY (departure_year, departure_month), WRITE_PARTITION_COLUMNS true)"
-    )
-    if not any(folder.rglob("*.parquet")):
-        folder.mkdir(parents=True, exist_ok=True)
+    files so each file stands alone), in the layout of DuckDB's PARTITION_BY:
+    `departure_year=Y/departure_month=M/data_0.parquet`. `query` yields `cols` in order and has a `{where}`
+    placeholder. One COPY per partition, two at a time: DuckDB's PARTITION_BY writer kept one core busy and
+    took about twice as long. An empty table still gets one (empty) file, so its view has a schema."""
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = con.execute(
+        f"SELECT DISTINCT departure_year, departure_month FROM ({query.replace('{where}', 'true')})"
+    ).fetchall()
+    copies = []
+    for year, month in parts:
+        ydir, ywhere = _partition_filter("departure_year", year)
+        mdir, mwhere = _partition_filter("departure_month", month)
+        (folder / ydir / mdir).mkdir(parents=True, exist_ok=True)
+        target = _lit(str(folder / ydir / mdir / "data_0.parquet"))
+        copies.append(f"COPY ({query.replace('{where}', f'{ywhere} AND {mwhere}')}) TO {target} (FORMAT parquet)")
+    _run_parallel(con, copies)
+    if not parts:
         empty = ", ".join(f"NULL::{c.sql_type} AS {c.name}" for c in cols)
         con.execute(f"COPY (SELECT {empty} LIMIT 0) TO {_lit(str(folder / 'empty.parquet'))} (FORMAT parquet)")
+
+
+def _run_parallel(con: duckdb.DuckDBPyConnection, statements: Sequence[str], workers: int = 2) -> None:
+    """Run independent statements on cursors of `con` (same database and settings, own connection each),
+    `workers` at a time. Many small COPYs keep both cores busy where one query alone would not."""
+
+    def run(sql: str) -> None:
+        cur = con.cursor()
+        try:
+            cur.execute(sql)
+        finally:
+            cur.close()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(run, statements))
 
 
 def _build_records(con: duckdb.DuckDBPyConnection, parquet_dir: Path) -> None:
     """Latest version of each record_key: highest batch seq, then the later source row.
 
-    Only keys staged more than once need ranking (found with an integer hash first, then checked exactly);
-    every other row streams straight from the staged files into the partitioned Parquet.
+    The staged files are read once, into `_build.records` (with a 64-bit hash of worker and destination for
+    the placement step); superseded versions are then deleted there. Only keys staged more than once need
+    ranking (found with an integer hash first, ranked by the exact key).
     """
     schema = load_schema()
+    names = ", ".join(f.name for f in schema.published_fields())
+    cols = dictionary.record_columns(schema)
     con.execute(
-        """
-        CREATE TEMP TABLE _losers AS
-        WITH dup AS (
-            SELECT record_key FROM staged_records
-            WHERE hash(record_key) IN (SELECT hash(record_key) FROM staged_records GROUP BY 1 HAVING count(*) > 1)
-            GROUP BY record_key HAVING count(*) > 1
-        )
-        SELECT batch_id, source_row FROM (
-            SELECT s.batch_id, s.source_row,
-                   row_number() OVER (PARTITION BY s.record_key ORDER BY b.seq DESC, s.source_row DESC) AS rn
-            FROM staged_records s JOIN _batches b USING (batch_id) SEMI JOIN dup USING (record_key)
-        ) WHERE rn > 1
+        f"""CREATE TABLE {SCRATCH}.records AS
+            SELECT {names}, year(departure_date)::INTEGER AS departure_year,
+                   month(departure_date)::INTEGER AS departure_month,
+                   CASE WHEN worker_key IS NOT NULL AND destination_country IS NOT NULL
+                        THEN hash(worker_key, destination_country) END AS pair_hash
+            FROM staged_records"""
+    )
+    # staged_records reads only processed batches; a row whose batch_id disagrees fails batch_rows_reconcile
+    con.execute(
+        f"""
+        DELETE FROM {SCRATCH}.records WHERE rowid IN (
+            SELECT rid FROM (
+                SELECT r.rowid AS rid,
+                       row_number() OVER (PARTITION BY r.record_key ORDER BY b.seq DESC, r.source_row DESC) AS rn
+                FROM {SCRATCH}.records r JOIN _batches b USING (batch_id)
+                WHERE hash(r.record_key) IN (
+                    SELECT hash(record_key) FROM {SCRATCH}.records GROUP BY 1 HAVING count(*) > 1)
+            ) WHERE rn > 1)
         """
     )
-    names = ", ".join(f"s.{f.name}" for f in schema.published_fields())
-    cols = dictionary.record_columns(schema)
-    # staged_records reads only processed batches; a row whose batch_id disagrees fails batch_rows_reconcile
-    superseded = con.execute("SELECT count(*) FROM _losers").fetchone()[0]
-    drop = "ANTI JOIN _losers l ON l.batch_id = s.batch_id AND l.source_row = s.source_row" if superseded else ""
-    _copy_partitioned(
-        con,
-        f"""SELECT {names}, year(s.departure_date)::INTEGER AS departure_year,
-                   month(s.departure_date)::INTEGER AS departure_month
-            FROM staged_records s {drop}""",
-        parquet_dir / "placement_records",
-        cols,
+    select = ", ".join(c.name for c in cols)
+    _write_partitions(
+        con, f"SELECT {select} FROM {SCRATCH}.records WHERE {{where}}", parquet_dir / "placement_records", cols
     )
     _parquet_view(con, "placement_records", parquet_dir / "placement_records", cols)
 
@@ -310,27 +343,32 @@ def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_w
     """Gaps and islands: records of one worker and destination whose departures chain within the window
     are one placement; values come from the highest-priority agency (lowest `priority`), ties by record_key.
 
-    Only records whose worker and destination occur more than once go through the window and the group-by;
-    a lone record is its own placement (same id formula: md5 of the sorted member keys joined by '|').
+    Only records whose worker and destination may occur more than once (same 64-bit hash of the pair) go
+    through the window and the group-by; a hash collision only sends a lone record the long way, where it
+    still forms its own island. A lone record is its own placement (same id formula: md5 of the sorted member
+    keys joined by '|'), written straight from `_build.records`. Records are joined by their rowid there.
     """
     schema = load_schema()
     conflicts = dictionary.conflict_fields(schema)
     window = int(match_window_days)
     con.execute(
+        f"""CREATE TABLE {SCRATCH}.pairs AS
+            SELECT pair_hash FROM {SCRATCH}.records WHERE pair_hash IS NOT NULL GROUP BY 1 HAVING count(*) > 1"""
+    )
+    con.execute(
         f"""
-        CREATE TEMP TABLE _multi AS
+        CREATE TABLE {SCRATCH}.multi AS
         WITH m AS (
-            SELECT r.record_key, r.worker_key, r.destination_country, r.departure_date, r.source_agency,
+            SELECT r.rowid AS rid, r.record_key, r.worker_key, r.destination_country, r.departure_date,
+                   r.departure_year, r.departure_month, r.source_agency,
                    coalesce(a.priority, {DEFAULT_PRIORITY}) AS priority, {
             ", ".join(f"r.{f}" for f in conflicts if f != "departure_date")
         }
-            FROM placement_records r
-            SEMI JOIN (SELECT worker_key, destination_country FROM placement_records
-                       GROUP BY ALL HAVING count(*) > 1) d USING (worker_key, destination_country)
+            FROM {SCRATCH}.records r SEMI JOIN {SCRATCH}.pairs p ON p.pair_hash = r.pair_hash
             LEFT JOIN agencies a ON a.code = r.source_agency
         ), c AS (
             SELECT *, CASE WHEN departure_date - lag(departure_date) OVER w <= {window} THEN NULL
-                           ELSE record_key END AS island_start
+                           ELSE rid END AS island_start
             FROM m
             WINDOW w AS (PARTITION BY worker_key, destination_country ORDER BY departure_date, record_key)
         )
@@ -343,11 +381,11 @@ def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_w
     conflict_list = ", ".join(f"CASE WHEN min({f}) <> max({f}) THEN '{f}' END" for f in conflicts)
     con.execute(
         f"""
-        CREATE TEMP TABLE _groups AS
+        CREATE TABLE {SCRATCH}.groups AS
         SELECT
             gid,
             md5(string_agg(record_key, '|' ORDER BY record_key)) AS placement_id,
-            arg_min(record_key, (priority, record_key)) AS primary_record_key,
+            arg_min(rid, (priority, record_key)) AS primary_rid,
             min(departure_date) AS first_departure_date,
             max(departure_date) AS last_departure_date,
             list_sort(list_distinct(list(source_agency))) AS source_agencies,
@@ -355,7 +393,7 @@ def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_w
             count(DISTINCT source_agency)::INTEGER AS n_sources,
             count(*)::INTEGER AS n_records,
             list_filter([{conflict_list}], lambda x: x IS NOT NULL) AS conflicting_fields
-        FROM _multi
+        FROM {SCRATCH}.multi
         GROUP BY gid
         """
     )
@@ -372,34 +410,38 @@ def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_w
         "conflicting_fields": "[]::VARCHAR[]",
         "placement_id": "md5(r.record_key)",
     }
+    from_primary = {"primary_agency": "r.source_agency", "primary_record_key": "r.record_key"}
     cols = dictionary.placement_columns(schema)
     for c in cols:
         if c.name in own:
             single.append(f"{own[c.name]} AS {c.name}")
-            multi.append("r.source_agency AS primary_agency" if c.name == "primary_agency" else f"g.{c.name}")
+            multi.append(f"{from_primary.get(c.name, 'g.' + c.name)} AS {c.name}")
         else:
             single.append(f"r.{c.name}")
             multi.append(f"r.{c.name}")
-    _copy_partitioned(
+    con.execute(
+        f"""CREATE TABLE {SCRATCH}.merged AS
+            SELECT {", ".join(multi)} FROM {SCRATCH}.groups g JOIN {SCRATCH}.records r ON r.rowid = g.primary_rid"""
+    )
+    lone = f"{SCRATCH}.records r ANTI JOIN {SCRATCH}.pairs p ON p.pair_hash = r.pair_hash"
+    # per partition, only that partition's matched records are set aside (a small join on the rowid)
+    _write_partitions(
         con,
-        f"""SELECT {", ".join(single)} FROM placement_records r ANTI JOIN _multi m USING (record_key)
-            UNION ALL
-            SELECT {", ".join(multi)} FROM _groups g JOIN placement_records r ON r.record_key = g.primary_record_key""",
+        f"SELECT {', '.join(single)} FROM {SCRATCH}.records r "
+        f"ANTI JOIN (SELECT rid FROM {SCRATCH}.multi WHERE {{where}}) m ON m.rid = r.rowid WHERE {{where}} "
+        f"UNION ALL SELECT * FROM {SCRATCH}.merged WHERE {{where}}",
         parquet_dir / "placements",
         cols,
     )
     _parquet_view(con, "placements", parquet_dir / "placements", cols)
     con.execute(
-        """
+        f"""
         CREATE TABLE record_placement AS
-        SELECT r.record_key, md5(r.record_key) AS placement_id, r.source_agency
-        FROM placement_records r ANTI JOIN _multi m USING (record_key)
+        SELECT r.record_key, md5(r.record_key) AS placement_id, r.source_agency FROM {lone}
         UNION ALL
-        SELECT m.record_key, g.placement_id, m.source_agency FROM _multi m JOIN _groups g USING (gid)
+        SELECT m.record_key, g.placement_id, m.source_agency FROM {SCRATCH}.multi m JOIN {SCRATCH}.groups g USING (gid)
         """
     )
-    con.execute("DROP TABLE _multi")
-    con.execute("DROP TABLE _groups")
 
 
 def _build_quality(con: duckdb.DuckDBPyConnection) -> None:
@@ -596,44 +638,66 @@ def _import_gx() -> None:
     import great_expectations  # noqa: F401
 
 
+def _on_cursor(con: duckdb.DuckDBPyConnection, fn: Callable[[duckdb.DuckDBPyConnection], AuditResult]) -> AuditResult:
+    """Run `fn` on a cursor of `con` (its own connection to the same database), so it can run in a thread."""
+    cur = con.cursor()
+    try:
+        return fn(cur)
+    finally:
+        cur.close()
+
+
 def _gx_validate(con: duckdb.DuckDBPyConnection) -> AuditResult:
-    """GX suite on the published `placement_records`. Keys are handed to GX as 64-bit hashes (NULL kept NULL):
-    the same uniqueness and null checks at a fraction of the memory and time; a hash collision can only
-    fail the suite, never pass a duplicate (the exact check is the SQL audit)."""
+    """GX suite on the published `placement_records`, in one context and two validations.
+
+    Keys are handed to GX as 64-bit hashes (NULL kept NULL): the same uniqueness and null checks at a
+    fraction of the memory and time; a hash collision can only fail the suite, never pass a duplicate (the
+    exact check is the SQL audit). A code column is handed over as its distinct values, NULL included: a
+    null check on them fails exactly when it fails on the rows, without millions of strings in pandas.
+    """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
-    df = con.execute(
+    keys = con.execute(
         """
         SELECT CASE WHEN record_key IS NOT NULL THEN hash(record_key) END AS record_key,
-               CASE WHEN worker_key IS NOT NULL THEN hash(worker_key) END AS worker_key,
-               destination_country
+               CASE WHEN worker_key IS NOT NULL THEN hash(worker_key) END AS worker_key
         FROM placement_records
         """
     ).df()
-    df["destination_country"] = df["destination_country"].astype("category")
+    codes = con.execute("SELECT DISTINCT destination_country FROM placement_records").df().astype(object)
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)  # temp docs dir at INFO
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    asset = ctx.data_sources.add_pandas("warehouse").add_dataframe_asset("placement_records")
-    batch = asset.add_batch_definition_whole_dataframe("release")
-    suite = ctx.suites.add(gx.ExpectationSuite(name="published_placement_records"))
-    for exp in (
-        gx.expectations.ExpectColumnValuesToBeUnique(column="record_key"),
-        gx.expectations.ExpectColumnValuesToNotBeNull(column="record_key"),
-        gx.expectations.ExpectColumnValuesToNotBeNull(column="worker_key"),
-        gx.expectations.ExpectColumnValuesToNotBeNull(column="destination_country"),
-    ):
-        suite.add_expectation(exp)
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="published", data=batch, suite=suite))
-    res = vd.run(batch_parameters={"dataframe": df}, result_format="BOOLEAN_ONLY")
-    failed = [
-        f"{r.expectation_config.type}({r.expectation_config.kwargs.get('column')})"
-        for r in res.results
-        if not r.success
+    source = ctx.data_sources.add_pandas("warehouse")
+    expect = gx.expectations
+    checks = [
+        (
+            "placement_records",
+            keys,
+            [
+                expect.ExpectColumnValuesToBeUnique(column="record_key"),
+                expect.ExpectColumnValuesToNotBeNull(column="record_key"),
+                expect.ExpectColumnValuesToNotBeNull(column="worker_key"),
+            ],
+        ),
+        ("placement_records_codes", codes, [expect.ExpectColumnValuesToNotBeNull(column="destination_country")]),
     ]
+    failed = []
+    for name, frame, expectations in checks:
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("release")
+        suite = ctx.suites.add(gx.ExpectationSuite(name=f"published_{name}"))
+        for exp in expectations:
+            suite.add_expectation(exp)
+        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"published_{name}", data=batch, suite=suite))
+        res = vd.run(batch_parameters={"dataframe": frame}, result_format="BOOLEAN_ONLY")
+        failed += [
+            f"{r.expectation_config.type}({r.expectation_config.kwargs.get('column')})"
+            for r in res.results
+            if not r.success
+        ]
     return AuditResult("gx_placement_records", len(failed), failed)
 
 
@@ -761,12 +825,14 @@ def publish(
         con = duckdb.connect(str(building / "sdmi.duckdb"))
         try:
             con.execute("SET preserve_insertion_order = false")  # less memory and more parallel writes
+            con.execute(f"ATTACH ':memory:' AS {SCRATCH}")
             _load_inputs(con, zones, batches)
             extra = _build_reference(con, agencies, codelists_dir)
             say("placement_records: latest version of each record")
             _build_records(con, building / "parquet")
             say("placements: matching records across agencies")
             _build_placements(con, building / "parquet", match_window_days)
+            con.execute(f"DETACH {SCRATCH}")  # frees the build's memory before the audits read the release
             _build_quality(con)
             views = _create_views(con, sql_dir)
             tables = [
@@ -786,8 +852,10 @@ def publish(
             faults.point("publish.after_parquet")
             say("auditing")
             _release_columns(con, building)
-            audits = _run_audits(con, sql_dir)
-            audits.append(_gx_validate(con))
+            with ThreadPoolExecutor(max_workers=1) as pool:  # GX is mostly one Python thread: beside the SQL audits
+                gx_result = pool.submit(_on_cursor, con, _gx_validate)
+                audits = _run_audits(con, sql_dir)
+                audits.append(gx_result.result())
             # The record tables become views over the release's Parquet at its final path. DuckDB binds a view
             # when it is created, so the final name briefly points at the building folder (no manifest there:
             # list_releases and switch ignore it).

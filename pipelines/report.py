@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from pipelines import settings
 from pipelines.problems import CRITICAL, ISSUE_SCHEMA, Bilingual
 
 log = logging.getLogger(__name__)
@@ -536,7 +537,7 @@ def write_report(
     hidden |= {f.lower() for f, col in field_columns.items() if col in identifier_columns}
 
     written: list[Path] = []
-    con = duckdb.connect()
+    con = duckdb.connect(config=settings.DUCKDB_CONFIG)
     try:
         con.register("issues", issues_t)
         issue_rows = pc.unique(issues_t["source_row"].drop_null()) if issues_t.num_rows else None

@@ -15,6 +15,11 @@ SQL_DIR = PROJECT_DIR / "sql"
 EXPECTATIONS_DIR = PROJECT_DIR / "expectations"
 
 
+# Every file's chunks open short-lived in-memory DuckDB databases. Without jemalloc's background purging, each
+# one leaves freed pages mapped and the process grows by ~50 MB per chunk (measured); with it, memory is flat.
+DUCKDB_CONFIG = {"allocator_background_threads": True}
+
+
 def chunk_rows() -> int:
     """Rows harmonised and validated at a time: memory follows the chunk, not the file."""
     value = os.environ.get("SDMI_CHUNK_ROWS", "200000")

@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import faults
+from pipelines import faults, settings
 from pipelines.schema import PlacementSchema, load_schema
 from pipelines.settings import Zones, fsync_dir
 
@@ -43,7 +43,7 @@ def split(
     """Accepted rows (published fields, flagged with their warnings) and the original quarantined rows."""
     schema = schema or load_schema()
     published = [f.name for f in schema.published_fields() if f.name != "quality_flags"]
-    con = duckdb.connect()
+    con = duckdb.connect(config=settings.DUCKDB_CONFIG)
     try:
         con.register("h", harmonised)
         con.register("i", issues)
@@ -141,7 +141,7 @@ def apply_file_issues(
     accepted_path = writer.close("accepted")
     rewritten = accepted_path.with_name("accepted.rewrite.parquet")
     target = schema.arrow_schema(published_only=True)
-    con = duckdb.connect()
+    con = duckdb.connect(config=settings.DUCKDB_CONFIG)
     try:
         con.register("f", issues.select(["source_row", "rule_id", "severity"]))
         con.execute(f"CREATE TEMP VIEW a AS SELECT * FROM read_parquet('{accepted_path}')")

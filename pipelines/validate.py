@@ -12,6 +12,9 @@ import json
 import logging
 import os
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -147,6 +150,12 @@ def _batch_definition() -> Any:
         pass
     asset = context.data_sources.add_pandas("sdmi").add_dataframe_asset("harmonised")
     return asset.add_batch_definition_whole_dataframe("batch")
+
+
+def warm_up() -> None:
+    """Import GX and build its context now, so that no file's validation pays for it."""
+    with _GX_LOCK:
+        _batch_definition()
 
 
 def _to_pandas(table: pa.Table, columns: set[str] | None = None, index: str = "source_row") -> pd.DataFrame:
@@ -307,6 +316,7 @@ def validate(
     docs_dir: Path | None = None,
     docs_page: str = "validation.html",
     scope: Literal["all", "rows", "file"] = "all",
+    timings: dict[str, float] | None = None,
 ) -> pa.Table:
     """Run the suite (plus the agency's own expectations); one issue per failing row and rule.
 
@@ -323,7 +333,7 @@ def validate(
     rows: list[tuple] = []
     if plan.row_expectations:
         row_suite = {**suite_dict, "expectations": plan.row_expectations}
-        result = run_suite(_to_pandas(table, suite_columns(row_suite)), row_suite, parameters)
+        result = run_suite(_to_pandas(table, suite_columns(row_suite)), row_suite, parameters, timings=timings)
         results.append(result)
         for meta, entry in _failures(result):
             rows += [(int(r), *meta) for r in entry]
@@ -331,7 +341,8 @@ def validate(
         value_suite = {**suite_dict, "name": f"{suite_dict['name']}__distinct_values",
                        "expectations": plan.value_expectations}  # fmt: skip
         frame, padded = _value_frame(plan.distinct)
-        result = run_suite(_to_pandas(frame, index=VALUE_ROW), value_suite, parameters, index=VALUE_ROW)
+        frame_df = _to_pandas(frame, index=VALUE_ROW)
+        result = run_suite(frame_df, value_suite, parameters, index=VALUE_ROW, timings=timings)
         results.append(result)
         for meta, entry in _failures(result, index=VALUE_ROW):
             column = meta[2]
@@ -383,9 +394,16 @@ def _combined(results: list[Any], name: str) -> Any:
     )
 
 
-def run_suite(df: pd.DataFrame, suite_dict: dict, parameters: dict, index: str = "source_row") -> Any:
+def run_suite(
+    df: pd.DataFrame,
+    suite_dict: dict,
+    parameters: dict,
+    index: str = "source_row",
+    timings: dict[str, float] | None = None,
+) -> Any:
     """One `validate()` call for the whole suite; failing rows by `index`, values never echoed."""
-    with _GX_LOCK:
+    asked = time.perf_counter()
+    with _GX_LOCK, _timed(timings, asked):
         batch_definition = _batch_definition()
         from great_expectations.core.expectation_suite import ExpectationSuite
 
@@ -402,6 +420,17 @@ def run_suite(df: pd.DataFrame, suite_dict: dict, parameters: dict, index: str =
                 "return_unexpected_index_query": False,
             },
         )
+
+
+@contextmanager
+def _timed(timings: dict[str, float] | None, asked: float) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings["gx_wait"] = timings.get("gx_wait", 0.0) + started - asked
+            timings["gx"] = timings.get("gx", 0.0) + time.perf_counter() - started
 
 
 def write_data_docs(result: Any, docs_dir: Path, page: str = "validation.html") -> Path:
@@ -445,7 +474,7 @@ def _with_values(table: pa.Table, rows: list[tuple], direct: set[str]) -> pa.Tab
     fields = sorted({r[3] for r in rows if r[3] and r[3] not in direct and r[3] in table.column_names})
     case = " ".join(f"WHEN '{f}' THEN CAST(t.\"{f}\" AS VARCHAR)" for f in fields)
     value = f"CASE f.field {case} END" if fields else "CAST(NULL AS VARCHAR)"
-    con = duckdb.connect()
+    con = duckdb.connect(config=settings.DUCKDB_CONFIG)
     try:
         con.register("f", failures)
         con.register("t", table)

@@ -88,3 +88,19 @@ def test_the_same_record_id_in_two_chunks_quarantines_both_rows(demo_files, key_
     assert accepted == 0
     assert entry.rows_read == entry.rows_accepted + entry.rows_quarantined == quarantined + entry.rows_accepted
     assert (staged / "batch.json").exists() and not list(staged.parent.glob(".tmp-*"))
+
+
+def test_a_file_found_broken_after_chunks_were_processed_is_rejected_with_nothing_staged(
+    demo_files, key_file, tmp_path, monkeypatch
+):
+    agency = "bp2mi_siskop2mi"
+    lines = sorted((demo_files / agency).iterdir())[0].read_bytes().splitlines(keepends=True)
+    broken = tmp_path / "broken.csv"
+    at = len(lines) * 4 // 5  # well after the first chunks: a quote opened here swallows the rest of the file
+    unquoted = [line.replace(b'"', b"") for line in lines[at:]]
+    broken.write_bytes(b"".join([*lines[:at], b'"' + unquoted[0], *unquoted[1:]]))
+    home = tmp_path / "home"
+    staged, entry = _process(home, key_file, agency, broken, 50, monkeypatch)
+    assert entry.status == "rejected" and entry.reason_code == "unclosed_quote"
+    assert not staged.exists() and not list((home / "staging").glob(".tmp-*"))
+    assert not list((home / "reports").rglob("data_docs"))

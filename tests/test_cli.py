@@ -157,3 +157,19 @@ def test_status_of_an_empty_home_says_no_release_yet(tmp_path):
     result = CliRunner().invoke(app, ["status", "--home", str(tmp_path)])
     assert result.exit_code == 0
     assert "no release published yet" in result.output
+
+
+def test_a_long_file_reports_its_rows_chunk_by_chunk(prefect_harness, tmp_path, key_file, monkeypatch):
+    folder = tmp_path / "inbox" / P3MI
+    folder.mkdir(parents=True)
+    header = "Worker ID;National ID;Full Name;Gender;Destination;Departure Date\n"
+    rows = "".join(f"W{i};35070145079500{i % 90 + 10};Nama {i};Female;Taiwan;2024-03-01\n" for i in range(250))
+    (folder / "panjang.csv").write_text(header + rows, encoding="cp1252")
+    monkeypatch.setenv("SDMI_CHUNK_ROWS", "100")
+    result = CliRunner().invoke(
+        app, ["run", "--home", str(tmp_path), "--key-file", str(key_file), "--stable-seconds", "0", "--no-publish"]
+    )
+    progress = [
+        json.loads(line.split(" ", 2)[2]) for line in result.output.splitlines() if line.startswith("sdmi: rows")
+    ]
+    assert [p["done"] for p in progress] == [100, 200, 250], result.output
