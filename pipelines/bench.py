@@ -6,7 +6,7 @@ Generates the demo agencies' files at the given size (`pipelines.demo.generate`;
 and seed are already there), then measures on the same files, each several times (median):
 
   floor     DuckDB `COPY (SELECT * FROM read_csv([...], all_varchar=true)) TO '...parquet'`
-  peer      dlt's filesystem source + `read_csv_duckdb(use_pyarrow=True)` into DuckDB (no validation)
+  peer      dlt's filesystem source + `read_csv_duckdb(use_pyarrow=True, all_varchar=True)` into DuckDB
   pipeline  `sdmi run --json` from inbox to published release (fresh SDMI_HOME per repeat, one
             persistent PREFECT_HOME), with its per-stage timings
   republish `sdmi publish` with no new files, and `sdmi run` on an empty inbox (the fixed cost)
@@ -76,7 +76,8 @@ import dlt
 from dlt.sources.filesystem import filesystem, read_csv_duckdb
 folder, glob, work = sys.argv[1], sys.argv[2], sys.argv[3]
 t = time.perf_counter()
-source = filesystem(bucket_url=folder, file_glob=glob) | read_csv_duckdb(use_pyarrow=True, chunk_size=500_000)
+reader = read_csv_duckdb(use_pyarrow=True, chunk_size=500_000, all_varchar=True)
+source = filesystem(bucket_url=folder, file_glob=glob) | reader
 pipe = dlt.pipeline(
     pipeline_name="sdmi_bench_peer",
     destination=dlt.destinations.duckdb(work + "/peer.duckdb"),
