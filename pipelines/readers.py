@@ -751,6 +751,10 @@ class _CsvLayout:
     encoding: str
     header_row: int
 
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([*((k, pa.string()) for k in self.keep), (SOURCE_ROW, pa.int64())])
+
 
 def _arrow_batches(layout: _CsvLayout, columns: list[str], handler: Any) -> Iterator[pa.RecordBatch]:
     """pyarrow's streaming parser, serial so that every ragged row it skips comes with its row number;
@@ -887,7 +891,7 @@ def _csv_pieces(layout: _CsvLayout) -> Iterator[tuple[pa.Table, list[dict[str, A
         return "skip"
 
     position = placed = 0
-    schema = pa.schema([*((k, pa.string()) for k in layout.keep), (SOURCE_ROW, pa.int64())])
+    schema = layout.schema
     for batch in _arrow_batches(layout, layout.keep, handler):
         end = position + batch.num_rows
         mine: list[tuple[int, int, str]] = []
@@ -931,7 +935,7 @@ def _split_chunk(table: pa.Table, issues: list[dict[str, Any]], rows: int) -> tu
 def _stream_csv(layout: _CsvLayout, rows: int, options: ReadOptions, warnings: list[Bilingual]) -> Iterator[Chunk]:
     """Chunks of at most `rows` rows. The last FOOTER_LOOKBACK rows are held back until the end of the file,
     where total rows are recognised; a file with no data row is rejected there."""
-    schema = pa.schema([*((k, pa.string()) for k in layout.keep), (SOURCE_ROW, pa.int64())])
+    schema = layout.schema
     buffer, issues = schema.empty_table(), []
     emitted = blank = 0
     for table, piece_issues in _csv_pieces(layout):
