@@ -114,7 +114,7 @@ def harmonise(
     schema: PlacementSchema | None = None,
 ) -> Harmonised:
     schema = schema or load_schema()
-    with duckdb.connect(config=settings.DUCKDB_CONFIG) as con:
+    with settings.scratch_duckdb() as con:
         return _harmonise(con, mapped, cfg, sha256, batch_id, received_at, secret, schema)
 
 

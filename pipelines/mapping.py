@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -83,7 +82,7 @@ def _split(column: pa.ChunkedArray, separator: str, parts: int) -> list[pa.Chunk
 
 
 def _extract(column: pa.ChunkedArray, pattern: str) -> pa.ChunkedArray:
-    con = duckdb.connect(config=settings.DUCKDB_CONFIG)
+    con = settings.scratch_duckdb()
     try:
         source = pa.table({"v": column})  # noqa: F841 - read by DuckDB's replacement scan
         group = 1 if "(" in pattern else 0

@@ -243,6 +243,7 @@ def _process_chunks(
             secret=secret,
             schema=schema,
         )
+        del mapped
         lap("harmonise")
         faults.point("process.after_harmonise")
         gx_issues = validate.validate(
@@ -251,7 +252,7 @@ def _process_chunks(
             scope="rows" if chunked else "all", timings=gx_time,
         )  # fmt: skip
         if chunked:
-            kept.append(harmonised.table.select(kept_columns))
+            kept.append(_copied(harmonised.table.select(kept_columns)))
         lap("validate")
         issues = pa.concat_tables([_as_issue_table(row_issues), harmonised.issues, gx_issues])
         accepted, quarantined, counts = stage.split(harmonised.table, issues, part, schema)
@@ -266,7 +267,7 @@ def _process_chunks(
         if chunked:  # a long file shows its progress (counts only)
             log.info("file %s: %d rows done", entry.sha256[:12], read_n)
             events.emit("rows", file=entry.sha256[:12], rows=counts.rows_read, done=read_n)
-        del part, row_issues, mapped, harmonised, gx_issues, issues, accepted, quarantined, current
+        del part, row_issues, harmonised, gx_issues, issues, accepted, quarantined, current
         current, upcoming = upcoming, next(chunks, None) if upcoming is not None else None  # one chunk at a time
         lap("read_map")
     if not chunked:
@@ -288,6 +289,18 @@ def _process_chunks(
     counts = stage.apply_file_issues(writer, file_issues, original_rows, read_n, quarantined_n, schema)
     lap("stage")
     return counts
+
+
+def _copied(table: pa.Table) -> pa.Table:
+    """A copy in memory of its own: columns selected from a DuckDB result keep the whole result alive (all of
+    its columns, for as long as any is held), and `combine_chunks` does not copy a column of one chunk."""
+    return pa.table(
+        {
+            name: pa.concat_arrays(column.chunks) if column.num_chunks else column
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        },
+        schema=table.schema,
+    )
 
 
 def _header_only(read: readers.ReadResult) -> readers.ReadResult:

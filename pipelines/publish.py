@@ -803,6 +803,7 @@ def publish(
     untouched and keeps the release as `releases/failed-<id>/` for inspection.
     """
     started = time.perf_counter()
+    settings.release_memory()  # what the files' processing freed, before the build takes its share
     say = progress or (lambda _msg: None)
     gx_import = ThreadPoolExecutor(max_workers=1)
     gx_import.submit(_import_gx)  # 3-4 s of Python import overlapped with DuckDB work (which drops the GIL)
@@ -822,7 +823,10 @@ def publish(
     counts: dict[str, int] = {}
     audits: list[AuditResult] = []
     try:
-        con = duckdb.connect(str(building / "sdmi.duckdb"))
+        con = duckdb.connect(
+            str(building / "sdmi.duckdb"),
+            config={**settings.DUCKDB_CONFIG, "memory_limit": settings.publish_memory_limit()},
+        )
         try:
             con.execute("SET preserve_insertion_order = false")  # less memory and more parallel writes
             con.execute(f"ATTACH ':memory:' AS {SCRATCH}")
@@ -898,6 +902,12 @@ def publish(
         failed = zones.releases / f"failed-{release_id}"
         if building.exists():
             os.replace(building, failed)
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            limit = settings.publish_memory_limit()
+            exc = PublishError(
+                f"Memori tidak cukup untuk membangun rilis (batas SDMI_PUBLISH_MEMORY={limit}); naikkan batasnya. / "
+                f"Not enough memory to build the release (limit SDMI_PUBLISH_MEMORY={limit}); raise the limit."
+            )
         if isinstance(exc, PublishError):
             return PublishResult(release_id, failed, counts, [], [], False, str(exc), time.perf_counter() - started)
         raise

@@ -1342,7 +1342,12 @@ def _dump(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False)
 
 
+JSON_BLOCK_RECORDS = 20_000  # records flattened into Arrow at a time, each released from the document once read
+
+
 def _read_json(path: Path, options: ReadOptions) -> ReadResult:
+    """The whole document is parsed (Python's parser), then turned into Arrow a block of records at a time,
+    each record released as it goes: the parsed document, not a second copy of it, bounds the memory."""
     raw = path.read_bytes()
     try:
         encoding = json.detect_encoding(raw)
@@ -1353,9 +1358,11 @@ def _read_json(path: Path, options: ReadOptions) -> ReadResult:
             "JSON harus berpengodean UTF-8.",
             "JSON must be encoded as UTF-8.",
         ) from None
+    del raw
     text = text.lstrip("\ufeff")
     warnings: list[Bilingual] = []
-    records: list[tuple[int, Any]]
+    items: list[Any]
+    lines: list[int] | None = None  # NDJSON: each record's line number
     try:
         doc = _loads(text)
         ndjson = False
@@ -1366,50 +1373,59 @@ def _read_json(path: Path, options: ReadOptions) -> ReadResult:
     except RecursionError:
         raise _reject("invalid_json", "JSON terlalu dalam bersarang.", "The JSON is nested too deeply.") from None
     if ndjson:
-        records = []
+        items, lines = [], []
         for ln, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
-                records.append((ln, _loads(line)))
+                items.append(_loads(line))
             except json.JSONDecodeError as exc:
                 raise _invalid_json(exc, ln) from None
             except RecursionError:
                 raise _reject(
                     "invalid_json", "JSON terlalu dalam bersarang.", "The JSON is nested too deeply."
                 ) from None
+            lines.append(ln)
     else:
         items = _records_of(doc, options, warnings)
-        records = list(enumerate(items, start=1))
+    del text
+    if not items:
+        raise _reject("no_data_rows", "JSON tidak berisi rekaman.", "The JSON holds no records.")
 
-    rows: list[dict[str, str | None]] = []
     keys: dict[str, None] = {}
     issues: list[dict[str, Any]] = []
-    for n, rec in records:
-        flat: dict[str, str | None] = {}
-        if isinstance(rec, dict):
-            _flatten(rec, "", flat)
-        else:
-            issues.append(
-                _issue(
-                    n,
-                    "read.not_an_object",
-                    _dump(rec)[:200],
-                    "Rekaman ini bukan objek JSON ({...}) sehingga kolomnya tidak dapat dibaca.",
-                    "This record is not a JSON object ({...}), so its fields cannot be read.",
+    blocks: list[tuple[int, dict[str, pa.Array]]] = []
+    for start in range(0, len(items), JSON_BLOCK_RECORDS):
+        rows: list[dict[str, str | None]] = []
+        for i in range(start, min(start + JSON_BLOCK_RECORDS, len(items))):
+            rec, items[i] = items[i], None  # released from the document as soon as it is read
+            flat: dict[str, str | None] = {}
+            if isinstance(rec, dict):
+                _flatten(rec, "", flat)
+            else:
+                issues.append(
+                    _issue(
+                        lines[i] if lines else i + 1,
+                        "read.not_an_object",
+                        _dump(rec)[:200],
+                        "Rekaman ini bukan objek JSON ({...}) sehingga kolomnya tidak dapat dibaca.",
+                        "This record is not a JSON object ({...}), so its fields cannot be read.",
+                    )
                 )
-            )
-        for k in flat:
-            if k not in keys:
-                keys[k] = None
-                _check_columns(len(keys), options)
-        rows.append(flat)
-    if not records:
-        raise _reject("no_data_rows", "JSON tidak berisi rekaman.", "The JSON holds no records.")
+            for k in flat:
+                if k not in keys:
+                    keys[k] = None
+                    _check_columns(len(keys), options)
+            rows.append(flat)
+        blocks.append((len(rows), {k: pa.array([r.get(k) for r in rows], pa.string()) for k in keys}))
     names, name_warnings = _make_names(list(keys))
     warnings += name_warnings
-    columns = {nm: pa.array([r.get(k) for r in rows], pa.string()) for nm, k in zip(names, keys, strict=True)}
-    columns[SOURCE_ROW] = pa.array([n for n, _ in records], pa.int64())
+    columns = {
+        nm: pa.chunked_array([block.get(k, pa.nulls(n, pa.string())) for n, block in blocks], pa.string())
+        for nm, k in zip(names, keys, strict=True)
+    }
+    columns[SOURCE_ROW] = pa.chunked_array([pa.array(lines or range(1, len(items) + 1), pa.int64())])
+    del blocks, items
     table, issue_table = _finish(pa.table(columns), issues, options, warnings, footers=False)
     return ReadResult(
         table=table,

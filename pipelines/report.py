@@ -537,7 +537,7 @@ def write_report(
     hidden |= {f.lower() for f, col in field_columns.items() if col in identifier_columns}
 
     written: list[Path] = []
-    con = duckdb.connect(config=settings.DUCKDB_CONFIG)
+    con = settings.scratch_duckdb()
     try:
         con.register("issues", issues_t)
         issue_rows = pc.unique(issues_t["source_row"].drop_null()) if issues_t.num_rows else None

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -43,7 +42,7 @@ def split(
     """Accepted rows (published fields, flagged with their warnings) and the original quarantined rows."""
     schema = schema or load_schema()
     published = [f.name for f in schema.published_fields() if f.name != "quality_flags"]
-    con = duckdb.connect(config=settings.DUCKDB_CONFIG)
+    con = settings.scratch_duckdb()
     try:
         con.register("h", harmonised)
         con.register("i", issues)
@@ -141,7 +140,7 @@ def apply_file_issues(
     accepted_path = writer.close("accepted")
     rewritten = accepted_path.with_name("accepted.rewrite.parquet")
     target = schema.arrow_schema(published_only=True)
-    con = duckdb.connect(config=settings.DUCKDB_CONFIG)
+    con = settings.scratch_duckdb()
     try:
         con.register("f", issues.select(["source_row", "rule_id", "severity"]))
         con.execute(f"CREATE TEMP VIEW a AS SELECT * FROM read_parquet('{accepted_path}')")

@@ -15,13 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -167,13 +166,13 @@ def _to_pandas(table: pa.Table, columns: set[str] | None = None, index: str = "s
     keep = [c for c in table.column_names if columns is None or c in columns or c == index]
     table = table.select(keep)
     df = table.to_pandas(date_as_object=False, timestamp_as_object=False)
-    for field in table.schema:
-        if pa.types.is_string(field.type):
-            df[field.name] = df[field.name].astype(object).where(df[field.name].notna(), None)
-        elif pa.types.is_date(field.type):
-            df[field.name] = df[field.name].astype("datetime64[ns]")
-        elif pa.types.is_timestamp(field.type):
-            df[field.name] = df[field.name].dt.tz_localize(None).astype("datetime64[ns]")
+    for column in table.schema:
+        if pa.types.is_string(column.type):
+            df[column.name] = df[column.name].astype(object).where(df[column.name].notna(), None)
+        elif pa.types.is_date(column.type):
+            df[column.name] = df[column.name].astype("datetime64[ns]")
+        elif pa.types.is_timestamp(column.type):
+            df[column.name] = df[column.name].dt.tz_localize(None).astype("datetime64[ns]")
     return df
 
 
@@ -295,6 +294,36 @@ def plan_suite(suite_dict: dict, table: pa.Table) -> SuitePlan:
     )
 
 
+@dataclass
+class JudgedValues:
+    """What GX has judged in earlier chunks of the same file: each value column's values, and the values each
+    value-wise rule failed. A value-wise rule's verdict depends only on the value (same rule, same parameters),
+    so GX judges each distinct value of a file once, and every row carrying it gets that verdict."""
+
+    values: dict[str, pa.Array] = field(default_factory=dict)
+    failing: dict[tuple, list[pa.Array]] = field(default_factory=dict)  # rule meta -> values it failed
+
+    def new(self, distinct: dict[str, pa.Array]) -> dict[str, pa.Array]:
+        """Each column's values not judged yet (null counts as a value); columns with none are left out."""
+        out = {}
+        for column, values in distinct.items():
+            judged = self.values.get(column)
+            fresh = values if judged is None else values.filter(pc.invert(pc.is_in(values, value_set=judged)))
+            if len(fresh):
+                out[column] = fresh
+        return out
+
+    def remember(self, judged: dict[str, pa.Array]) -> None:
+        for column, values in judged.items():
+            before = self.values.get(column)
+            self.values[column] = values if before is None else pa.concat_arrays([before, values.cast(before.type)])
+
+
+def _rule_meta(expectation: dict) -> tuple:
+    meta = expectation["meta"]
+    return meta["rule_id"], meta["severity"], meta["field"], meta["message_id"], meta["message_en"]
+
+
 def _value_frame(distinct: dict[str, pa.Array]) -> tuple[pa.Table, dict[str, pa.Array]]:
     """Each column's distinct values side by side, shorter columns padded by repeating their first value
     (a repeated value cannot change which values fail)."""
@@ -317,11 +346,13 @@ def validate(
     docs_page: str = "validation.html",
     scope: Literal["all", "rows", "file"] = "all",
     timings: dict[str, float] | None = None,
+    judged: JudgedValues | None = None,
 ) -> pa.Table:
     """Run the suite (plus the agency's own expectations); one issue per failing row and rule.
 
-    A file read in chunks runs scope "rows" per chunk and scope "file" (uniqueness and the like) once over
-    the whole file's columns. With `docs_dir`, GX's Data Docs page is written there for the data engineer."""
+    A file read in chunks runs scope "rows" per chunk, passing the same `judged` so that GX sees each value
+    once per file, and scope "file" (uniqueness and the like) once over the whole file's columns. With
+    `docs_dir`, GX's Data Docs page is written there for the data engineer."""
     schema = schema or load_schema()
     suite_dict = suite_for(cfg, suite_path)
     if scope != "all":
@@ -338,15 +369,25 @@ def validate(
         for meta, entry in _failures(result):
             rows += [(int(r), *meta) for r in entry]
     if plan.value_expectations and table.num_rows:
-        value_suite = {**suite_dict, "name": f"{suite_dict['name']}__distinct_values",
-                       "expectations": plan.value_expectations}  # fmt: skip
-        frame, padded = _value_frame(plan.distinct)
-        frame_df = _to_pandas(frame, index=VALUE_ROW)
-        result = run_suite(frame_df, value_suite, parameters, index=VALUE_ROW, timings=timings)
-        results.append(result)
-        for meta, entry in _failures(result, index=VALUE_ROW):
-            column = meta[2]
-            failing = pc.unique(padded[column].take(pa.array(entry, pa.int64())))
+        judged = judged if judged is not None else JudgedValues()
+        fresh = judged.new(plan.distinct)
+        to_judge = [e for e in plan.value_expectations if e["kwargs"]["column"] in fresh]
+        if to_judge:
+            value_suite = {**suite_dict, "name": f"{suite_dict['name']}__distinct_values", "expectations": to_judge}
+            frame, padded = _value_frame(fresh)
+            result = run_suite(_to_pandas(frame, index=VALUE_ROW), value_suite, parameters, index=VALUE_ROW,
+                               timings=timings)  # fmt: skip
+            results.append(result)
+            for meta, entry in _failures(result, index=VALUE_ROW):
+                column = next(e["kwargs"]["column"] for e in to_judge if _rule_meta(e) == meta)
+                failing = pc.unique(padded[column].take(pa.array(entry, pa.int64())))
+                judged.failing.setdefault(meta, []).append(failing)
+            judged.remember(fresh)
+        for expectation in plan.value_expectations:
+            meta, column = _rule_meta(expectation), expectation["kwargs"]["column"]
+            if meta not in judged.failing:
+                continue
+            failing = pa.concat_arrays(judged.failing[meta])
             hit = pc.is_in(table[column], value_set=failing.drop_null())
             if failing.null_count:
                 hit = pc.or_(pc.fill_null(hit, False), pc.is_null(table[column]))
@@ -474,7 +515,7 @@ def _with_values(table: pa.Table, rows: list[tuple], direct: set[str]) -> pa.Tab
     fields = sorted({r[3] for r in rows if r[3] and r[3] not in direct and r[3] in table.column_names})
     case = " ".join(f"WHEN '{f}' THEN CAST(t.\"{f}\" AS VARCHAR)" for f in fields)
     value = f"CASE f.field {case} END" if fields else "CAST(NULL AS VARCHAR)"
-    con = duckdb.connect(config=settings.DUCKDB_CONFIG)
+    con = settings.scratch_duckdb()
     try:
         con.register("f", failures)
         con.register("t", table)

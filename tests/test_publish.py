@@ -13,7 +13,7 @@ import pytest
 import test_publish_support as support
 from test_publish_support import Ledger, agencies, issues
 
-from pipelines.publish import list_releases, prune, publish, rollback
+from pipelines.publish import current_release, list_releases, prune, publish, rollback
 from pipelines.schema import load_schema
 from pipelines.settings import Zones
 
@@ -236,3 +236,47 @@ def test_empty_ledger_publishes_empty_release(zones, codelists):
     result = publish(zones, [], agencies(), codelists_dir=codelists)
     assert result.switched, result.reason
     assert query(zones, "SELECT count(*) FROM placements") == [(0,)]
+
+
+def _release_digest(zones: Zones) -> dict[str, object]:
+    """Every published record table, as an order-independent checksum of its rows."""
+    tables = ("placement_records", "placements", "record_placement")
+    return {t: query(zones, f"SELECT count(*), sum(hash(COLUMNS(*))) FROM {t}") for t in tables}
+
+
+def test_build_under_a_tight_memory_limit_spills_to_disk_and_publishes_the_same_release(
+    zones, ledger, codelists, monkeypatch
+):
+    """100 MB is below what these 110,000 records need in memory: DuckDB wrote temporary files (checked once
+    with duckdb_temporary_files(): 7 files, 24 MB)."""
+    ledger.add("bp2mi", n=60_000)
+    ledger.add("disnaker_jatim", n=30_000)
+    ledger.add("bp2mi", n=20_000)
+    assert run(zones, ledger, codelists).switched
+    roomy = _release_digest(zones)
+    monkeypatch.setenv("SDMI_PUBLISH_MEMORY", "100MB")
+    tight = run(zones, ledger, codelists)
+    assert tight.switched, tight.reason
+    assert _release_digest(zones) == roomy
+
+
+@pytest.mark.parametrize("value", ["lots", "1.5", "-1GB", "GB"])
+def test_publish_memory_limit_that_is_not_an_amount_is_refused(monkeypatch, value):
+    from pipelines import settings
+
+    monkeypatch.setenv("SDMI_PUBLISH_MEMORY", value)
+    with pytest.raises(ValueError, match="SDMI_PUBLISH_MEMORY"):
+        settings.publish_memory_limit()
+
+
+def test_memory_limit_too_small_to_build_fails_with_its_name_and_keeps_the_current_release(
+    zones, ledger, codelists, monkeypatch
+):
+    ledger.add("bp2mi", n=60_000)
+    first = run(zones, ledger, codelists)
+    ledger.add("disnaker_jatim", n=30_000)
+    monkeypatch.setenv("SDMI_PUBLISH_MEMORY", "8MB")
+    result = run(zones, ledger, codelists)
+    assert not result.switched
+    assert "SDMI_PUBLISH_MEMORY=8MB" in result.reason and "Memori tidak cukup" in result.reason
+    assert current_release(zones) == first.release_id

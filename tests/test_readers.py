@@ -546,6 +546,21 @@ def test_json_empty_array_is_rejected(tmp_path):
     assert rejected(write(tmp_path, "f.json", "[]")).code == "no_data_rows"
 
 
+def test_json_read_in_blocks_keeps_every_row_and_fills_fields_that_appear_later(tmp_path, monkeypatch):
+    """Records are turned into Arrow a block at a time; a field first seen in a later block is empty before."""
+    monkeypatch.setattr("pipelines.readers.JSON_BLOCK_RECORDS", 2)
+    p = write(tmp_path, "f.json", '{"a": "1"}\n{"a": "2"}\n[3]\n\n{"a": "4", "b": "x"}\n{"b": "y"}\n')
+    r = read_file(p, OPTS)
+    assert rows(r) == [
+        {"a": "1", "b": None, "_source_row": 1},
+        {"a": "2", "b": None, "_source_row": 2},
+        {"a": None, "b": None, "_source_row": 3},
+        {"a": "4", "b": "x", "_source_row": 5},
+        {"a": None, "b": "y", "_source_row": 6},
+    ]
+    assert [(i["source_row"], i["rule_id"]) for i in r.row_issues.to_pylist()] == [(3, "read.not_an_object")]
+
+
 # ------------------------------------------------------------------------------------------ headers
 
 

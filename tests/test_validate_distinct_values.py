@@ -70,3 +70,22 @@ def test_files_validated_in_parallel_threads_get_the_serial_results(demo_files, 
         for _ in range(3):
             parallel = list(pool.map(lambda tc: validate.validate(tc[0], tc[1], run_date=run_date), tables))
             assert [p.to_pylist() for p in parallel] == [s.to_pylist() for s in serial]
+
+
+@pytest.mark.parametrize("agency", sorted(config.agencies()))
+def test_chunks_of_a_file_get_the_whole_files_verdicts_with_each_value_judged_once(
+    demo_files, agency, key_file, monkeypatch
+):
+    table, cfg = _harmonised(sorted((demo_files / agency).iterdir())[0], agency, key_file)
+    monkeypatch.setattr(validate, "DISTINCT_SHARE", 1.0)
+    run_date = date(2025, 6, 30)
+    whole = validate.validate(table, cfg, run_date=run_date, scope="rows")
+    judged = validate.JudgedValues()
+    step = -(-table.num_rows // 5)  # five chunks
+    parts = [validate.validate(table.slice(start, step), cfg, run_date=run_date, scope="rows", judged=judged)
+             for start in range(0, table.num_rows, step)]  # fmt: skip
+    chunked = pa.concat_tables(parts)
+    assert sorted(chunked.to_pylist(), key=str) == sorted(whole.to_pylist(), key=str)
+    assert whole.num_rows, "the demo file has rows that fail the suite"
+    for column, values in judged.values.items():  # no value went to GX twice
+        assert len(values) == len(values.unique()) == len(table[column].unique()), column
