@@ -29,6 +29,7 @@ POINTS: tuple[str, ...] = (
     "process.after_harmonise",  # harmonised, nothing staged
     "stage.mid_staging",  # staging/.tmp-<batch> complete, not yet renamed
     "process.after_staging",  # batch staged, no report, ledger still 'archived'
+    "report.mid_write",  # a report file written under its temporary name, not yet renamed
     "process.after_report",  # report written, ledger still 'archived'
     "publish.mid_build",  # DuckDB tables built in .building-<id>, no Parquet yet
     "publish.after_parquet",  # Parquet and open data written, not audited

@@ -231,6 +231,9 @@ def ingest_flow(
         run_id = str(context.flow_run.id) if context and context.flow_run else uuid.uuid4().hex
         ledger.start_run(run_id)
         stage.clean_leftovers(zones)
+        from pipelines import report
+
+        report.clean_leftovers(zones.reports)
         inbox.recover(zones, ledger)
         _claim_inbox(zones, ledger, stable_seconds, summary)
         summary.timings["claim"] = round(time.perf_counter() - started, 3)
@@ -268,8 +271,6 @@ def ingest_flow(
             events.emit("file_done", status=outcome["status"], rows=outcome["rows_read"])
         summary.timings["files"] = round(time.perf_counter() - started, 3)
         if futures or summary.duplicates:
-            from pipelines import report
-
             report.write_index(zones.reports)
         if publish and (futures or not zones.current.exists() or publish_needed(zones)):
             t0 = time.perf_counter()

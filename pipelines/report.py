@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from pipelines import settings
+from pipelines import faults, settings
 from pipelines.problems import CRITICAL, ISSUE_SCHEMA, Bilingual
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,30 @@ def _fmt_time(ts: datetime) -> tuple[str, str]:
 def _atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding=encoding)
+    _put_in_place(tmp, path)
+
+
+def _put_in_place(tmp: Path, path: Path) -> None:
+    """A report file is visible only once complete: written under a temporary name, then renamed."""
+    faults.point("report.mid_write")
     os.replace(tmp, path)
+
+
+# The names half-written files have while they are written: `_atomic_write_text` and the rejected-rows writers
+# (`.<name>.tmp-<pid>`), GX's Data Docs pages (`.<page>.tmp`).
+LEFTOVER_PATTERNS = (".*.tmp-*", ".*.tmp")
+
+
+def clean_leftovers(reports_root: Path) -> int:
+    """Half-written report files of a crashed run: never linked to, removed at the next start (the file they
+    belonged to is still in flight, so its report is written again)."""
+    removed = 0
+    for pattern in LEFTOVER_PATTERNS:
+        for path in reports_root.rglob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def _identifier_fields() -> frozenset[str]:
@@ -376,7 +399,7 @@ def _write_csv(path: Path, header: list[str], cells: list[list[str]]) -> None:
         writer.writerow([neutralise(h) for h in header])
         for row in cells:
             writer.writerow([neutralise(v) for v in row])
-    os.replace(tmp, path)
+    _put_in_place(tmp, path)
 
 
 def _write_xlsx(path: Path, header: list[str], cells: list[list[str]]) -> None:
@@ -409,7 +432,7 @@ def _write_xlsx(path: Path, header: list[str], cells: list[list[str]]) -> None:
         for i, value in enumerate(row):
             ws.write_string(r, i, _xlsx_text(neutralise(value)), reason if i == reason_at else text)
     wb.close()
-    os.replace(tmp, path)
+    _put_in_place(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------- the page

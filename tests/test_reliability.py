@@ -90,6 +90,7 @@ def test_two_runs_at_once_one_leaves_with_a_clear_message_and_nothing_is_process
     [
         "inbox.mid_archive:2",  # temp copy in raw/ fsynced, not renamed; file still in the inbox
         "stage.mid_staging:1",  # staging/.tmp-<batch> complete, not renamed; ledger still 'archived'
+        "report.mid_write:3",  # a report file under its temporary name, not renamed; the file still in flight
         "publish.between_switches:1",  # first release: `current` switched, `sdmi.duckdb` not yet created
     ],
 )

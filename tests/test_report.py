@@ -24,6 +24,7 @@ from pipelines.report import (
     ROW_COLUMN,
     XLSX_NAME,
     FileReport,
+    clean_leftovers,
     compress_rows,
     report_dir,
     write_index,
@@ -511,3 +512,19 @@ def test_held_file_with_rejected_rows_asks_for_the_whole_file_again(tmp_path: Pa
     text = page(folder).text
     assert "send the whole file again" in text and "Rows already accepted need not be sent again" not in text
     assert (folder / CSV_NAME).exists()
+
+
+def test_half_written_report_files_of_a_crashed_run_are_removed_and_finished_ones_kept(
+    partly_accepted: Path, tmp_path: Path
+) -> None:
+    finished = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    leftovers = [
+        partly_accepted / f".{XLSX_NAME}.tmp-4242",
+        partly_accepted / f".{HTML_NAME}.tmp-4242",
+        partly_accepted / "data_docs" / ".validation.html.tmp",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    assert clean_leftovers(tmp_path) == len(leftovers)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == finished
