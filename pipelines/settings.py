@@ -34,9 +34,9 @@ def scratch_duckdb() -> duckdb.DuckDBPyConnection:
     """A new connection (close it) to the process's one in-memory DuckDB database, for per-chunk work.
 
     Arrow results outlive the query that made them. Freed after a short-lived database has closed, their
-    memory was never returned: a 2M-row file grew the process by ~45 MB per chunk (measured). One database that
-    lives as long as the process purges it, and memory stays flat. Connections keep their own temporary tables
-    and registered views, so threads do not see each other's work."""
+    memory was never returned: a loop of the staging step grew the process by ~45 MB per call (measured).
+    One database that lives as long as the process purges it, and memory stays flat. Connections keep their
+    own temporary tables and registered views, so threads do not see each other's work."""
     global _scratch
     with _scratch_lock:
         if _scratch is None or _scratch[0] != os.getpid():  # a forked worker needs its own database

@@ -316,7 +316,7 @@ class JudgedValues:
     def remember(self, judged: dict[str, pa.Array]) -> None:
         for column, values in judged.items():
             before = self.values.get(column)
-            self.values[column] = values if before is None else pa.concat_arrays([before, values.cast(before.type)])
+            self.values[column] = values if before is None else pa.concat_arrays([before, values])
 
 
 def _rule_meta(expectation: dict) -> tuple:
