@@ -56,7 +56,28 @@ def _fail(message: str, code: int = 3) -> None:
     raise typer.Exit(code)
 
 
+def _start_prefect(warm_up_gx: bool) -> None:
+    """Prefect's temporary server starts in another process while this one imports the stages and GX, which
+    the run needs anyway; each would otherwise wait for the other (see `pipelines.prefect_api`)."""
+    from pipelines import prefect_api
+
+    server = prefect_api.launch()
+    if server is None:
+        return
+    from pipelines import flows, publish, validate  # noqa: F401
+
+    if warm_up_gx:
+        validate.warm_up()
+    else:
+        publish.import_gx()
+    try:
+        server.ready()
+    except prefect_api.ServerDidNotStart as exc:
+        _fail(str(exc))
+
+
 def _run(zones: Zones, key_path: Path | None, publish: bool, stable_seconds: float | None, wait: float) -> dict:
+    _start_prefect(warm_up_gx=True)
     from pipelines import flows
     from pipelines import progress as events
 
@@ -217,9 +238,10 @@ def demo_data_cmd(
 @app.command()
 def publish(home: Home = None, keep: int = 5, wait: float = 0) -> None:
     """Rebuild and publish the warehouse from every processed batch (write-audit-publish)."""
+    zones = _zones(home)
+    _start_prefect(warm_up_gx=False)
     from pipelines import flows
 
-    zones = _zones(home)
     try:
         with flows.writer_lock(zones, wait):
             result = flows.publish_flow(str(zones.home), keep=keep)

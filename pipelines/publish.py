@@ -633,7 +633,7 @@ def _run_audits(con: duckdb.DuckDBPyConnection, sql_dir: Path) -> list[AuditResu
     return results
 
 
-def _import_gx() -> None:
+def import_gx() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations  # noqa: F401
 
@@ -806,7 +806,7 @@ def publish(
     settings.release_memory()  # what the files' processing freed, before the build takes its share
     say = progress or (lambda _msg: None)
     gx_import = ThreadPoolExecutor(max_workers=1)
-    gx_import.submit(_import_gx)  # 3-4 s of Python import overlapped with DuckDB work (which drops the GIL)
+    gx_import.submit(import_gx)  # 3-4 s of Python import overlapped with DuckDB work (which drops the GIL)
     gx_import.shutdown(wait=False)
     codelists_dir = codelists_dir or settings.CODELISTS_DIR
     sql_dir = sql_dir or settings.SQL_DIR

@@ -403,10 +403,11 @@ def _write_csv(path: Path, header: list[str], cells: list[list[str]]) -> None:
 
 
 def _write_xlsx(path: Path, header: list[str], cells: list[list[str]]) -> None:
-    """Every cell a text cell (type 's', format '@'): no formula runs, and a NIK typed in stays 16 digits.
+    """Every cell a text cell (inline string, format '@'): no formula runs, and a NIK typed in stays 16 digits.
 
-    XlsxWriter in constant-memory mode streams rows to disk; it took half the time of openpyxl's write-only mode
-    (3,761 rows x 19 columns: 2.6 s -> 1.3 s)."""
+    XlsxWriter writes the workbook (styles, column widths, frozen header, filter) with the header row; the
+    data rows are then written as sheet XML a column at a time with Arrow (`_sheet_rows`). Cell by cell,
+    XlsxWriter spent ~7 us per cell: 2.8 s for 20,000 rows x 20 columns, most of a report's time."""
     import xlsxwriter
     from xlsxwriter.utility import xl_col_to_name
 
@@ -424,15 +425,63 @@ def _write_xlsx(path: Path, header: list[str], cells: list[list[str]]) -> None:
         width = 60 if i == reason_at else min(max(longest, 8) + 2, 40)
         ws.set_column(i, i, width, reason if i == reason_at else text)
     ws.freeze_panes(1, 0)
+    last = f"{xl_col_to_name(len(header) - 1)}{len(cells) + 1}"
     if cells:
-        ws.autofilter(f"A1:{xl_col_to_name(len(header) - 1)}{len(cells) + 1}")
+        ws.autofilter(f"A1:{last}")
     for i, value in enumerate(header):
         ws.write_string(0, i, _xlsx_text(neutralise(value)), reason_head if i == reason_at else head)
-    for r, row in enumerate(cells, start=1):
-        for i, value in enumerate(row):
-            ws.write_string(r, i, _xlsx_text(neutralise(value)), reason if i == reason_at else text)
     wb.close()
+    if cells:
+        styles = [reason.xf_index if i == reason_at else text.xf_index for i in range(len(header))]
+        _add_sheet_rows(tmp, f"A1:{last}", _sheet_rows(cells, styles))
     _put_in_place(tmp, path)
+
+
+SHEET_XML = "xl/worksheets/sheet1.xml"
+
+
+def _sheet_rows(cells: list[list[str]], styles: Sequence[int], first_row: int = 2) -> bytes:
+    """SpreadsheetML rows of inline-string cells, built a column at a time. Each value as `_xlsx_text(neutralise(v))`
+    makes it (no formula, no control character, cut at Excel's limit), then escaped as XlsxWriter escapes it."""
+    from xlsxwriter.utility import xl_col_to_name
+
+    numbers = pa.array(range(first_row, first_row + len(cells)), pa.int64()).cast(pa.string())
+    parts: list[Any] = []
+    for i, column in enumerate(zip(*cells, strict=True)):
+        values = pa.array(column, pa.string())
+        risky = pc.starts_with(values, _FORMULA_START[0])
+        for start in _FORMULA_START[1:]:
+            risky = pc.or_(risky, pc.starts_with(values, start))
+        values = pc.if_else(risky, pc.binary_join_element_wise("'", values, ""), values)
+        values = pc.replace_substring_regex(values, _ILLEGAL_XLSX_CHARS.pattern, "\ufffd")
+        values = pc.utf8_slice_codeunits(values, 0, XLSX_MAX_CELL)
+        # SpreadsheetML's own escapes, as XlsxWriter writes them: a literal `_xHHHH_` keeps its underscore,
+        # a carriage return (which XML would turn into a line feed) and the two non-characters are escaped
+        values = pc.replace_substring_regex(values, "(_x[0-9a-fA-F]{4}_)", "_x005F\\1")
+        for raw, escaped in (("\r", "_x000D_"), ("\ufffe", "_xFFFE_"), ("\uffff", "_xFFFF_")):
+            values = pc.replace_substring(values, raw, escaped)
+        for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+            values = pc.replace_substring(values, raw, escaped)
+        opening = f'" s="{styles[i]}" t="inlineStr"><is><t xml:space="preserve">'
+        parts += [f'<c r="{xl_col_to_name(i)}', numbers, opening, values, "</t></is></c>"]
+    rows = pc.binary_join_element_wise('<row r="', numbers, '">', *parts, "</row>", "")
+    return "".join(rows.to_pylist()).encode("utf-8")
+
+
+def _add_sheet_rows(workbook: Path, dimension: str, rows: bytes) -> None:
+    """Put `rows` after the header row of the first sheet of `workbook` (a zip), and widen its dimension."""
+    import zipfile
+
+    with zipfile.ZipFile(workbook) as src:
+        members = [(info, src.read(info)) for info in src.infolist()]
+    with zipfile.ZipFile(workbook, "w", zipfile.ZIP_DEFLATED) as out:
+        for info, data in members:
+            if info.filename == SHEET_XML:
+                data = re.sub(rb'<dimension ref="[^"]*"/>', f'<dimension ref="{dimension}"/>'.encode(), data, count=1)
+                head, tail = data.split(b"</sheetData>", 1)
+                data = head + rows + b"</sheetData>" + tail
+            # level 1: 35 MB of sheet XML took 0.15 s instead of level 6's 0.34 s, for a 13 % larger file
+            out.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
 
 
 # ---------------------------------------------------------------------------------------------- the page

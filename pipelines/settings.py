@@ -44,10 +44,11 @@ def scratch_duckdb() -> duckdb.DuckDBPyConnection:
         return _scratch[1].cursor()
 
 
-def release_memory() -> None:
-    """Hand memory freed by finished work back to the system before a big step starts (Linux: glibc's
-    malloc_trim; elsewhere only Python's and Arrow's own pools)."""
-    gc.collect()
+def release_memory(collect: bool = True) -> None:
+    """Hand memory freed by finished work back to the system (Linux: glibc's malloc_trim; elsewhere only
+    Python's and Arrow's own pools). `collect=False` skips the garbage collector's full pass (per chunk)."""
+    if collect:
+        gc.collect()
     pa.default_memory_pool().release_unused()
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):  # not glibc (musl): nothing to trim

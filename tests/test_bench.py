@@ -60,3 +60,16 @@ def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_ho
     # homes are cleaned up; the generated inputs are kept for the next run
     assert not any((tmp_path / "bench" / "homes").glob("pipeline-*"))
     assert (tmp_path / "bench" / "input-2000" / "generated.json").exists()
+
+
+def test_validation_share_sets_stage_seconds_against_all_stage_seconds_not_wall_time():
+    from pipelines.bench import validation_shares
+
+    # two files side by side: 8 s of validation (1 s of it waiting for the other file's GX) in 10 s of wall
+    stages = {"claim": 1.0, "read_map": 4.0, "harmonise": 7.0, "validate": 8.0, "stage": 2.0, "report": 5.0,
+              "publish": 4.0, "gx_wait": 1.0, "gx": 3.0, "files": 9.0, "total": 10.0}  # fmt: skip
+    shares = validation_shares(stages, wall_s=10.0)
+    assert shares["validate_share"] == round(7.0 / 30.0, 3)
+    assert shares["gx_share"] == round(3.0 / 30.0, 3)
+    assert shares["validate_vs_wall"] == 0.7
+    assert validation_shares({"validate": 0.0}, wall_s=0.0) == {}

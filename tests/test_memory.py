@@ -59,3 +59,38 @@ def test_a_forked_worker_gets_a_scratch_database_of_its_own():
     finally:
         con.execute("DROP TABLE IF EXISTS parent_marker")
         con.close()
+
+
+def test_gx_holds_no_dataframe_once_a_validation_is_done():
+    import gc
+    import weakref
+    from datetime import date
+
+    import pandas as pd
+
+    from pipelines import validate
+
+    suite = {
+        "name": "held",
+        "expectations": [
+            {
+                "type": "expect_column_values_to_be_unique",
+                "kwargs": {"column": "record_key"},
+                "meta": {"rule_id": "r", "severity": "critical", "field": "record_key", "message_id": "-"},
+            }
+        ],
+    }
+    suite["expectations"][0]["meta"]["message_en"] = "-"
+    frame = pd.DataFrame({"record_key": ["a", "b", "a"], "source_row": [1, 2, 3]})
+    result = validate.run_suite(frame, suite, validate.parameters_for(_agency(), date(2026, 1, 1)))
+    assert not result.success  # it did run
+    alive = weakref.ref(frame)
+    del frame
+    gc.collect()
+    assert alive() is None
+
+
+def _agency():
+    from pipelines import config
+
+    return config.agency("bp2mi_siskop2mi")

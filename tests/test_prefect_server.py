@@ -128,3 +128,58 @@ def test_a_run_against_a_prefect_server_is_readable_over_rest(tmp_path, samples,
         assert f"| records published / catatan terbit | {summary['rows_published']} |" in markdown
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------------------------------ early start
+EARLY_START = """
+import json
+from prefect import flow
+from prefect.client.orchestration import get_client
+from pipelines import prefect_api
+
+server = prefect_api.launch()
+if server is not None:
+    server.ready()
+
+@flow
+def which_api() -> str:
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
+
+flow_api = which_api()
+import sys
+prefects = sys.modules.get("prefect.server.api.server")
+started_by_prefect = [s.api_url for s in prefects.SubprocessASGIServer._instances.values()] if prefects else []
+print(json.dumps({"ours": server.api_url if server else None, "flow_api": flow_api,
+                  "started_by_prefect": started_by_prefect}))
+"""
+
+
+def _early_start(tmp_path: Path, **env: str) -> dict:
+    full = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_LOGGING_LEVEL": "INFO"}
+    full.pop("PREFECT_API_URL", None)
+    full.update(env)
+    proc = subprocess.run([sys.executable, "-c", EARLY_START], env=full, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Error logging to API" not in proc.stderr  # the last logs reached the server before it stopped
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_flow_runs_on_the_temporary_server_launched_early_and_prefect_starts_no_other(tmp_path):
+    import socket
+    from urllib.parse import urlparse
+
+    out = _early_start(tmp_path)
+    assert out["ours"] is not None
+    assert out["flow_api"].rstrip("/") == out["ours"].rstrip("/")
+    assert out["started_by_prefect"] == []
+    with pytest.raises(OSError):  # and it stopped with the process
+        socket.create_connection(("127.0.0.1", urlparse(out["ours"]).port), timeout=2).close()
+
+
+@pytest.mark.slow
+def test_no_temporary_server_is_launched_when_a_prefect_server_is_configured(tmp_path, prefect_api):
+    out = _early_start(tmp_path, PREFECT_API_URL=prefect_api)
+    assert out["ours"] is None and out["started_by_prefect"] == []
+    assert out["flow_api"].rstrip("/") == prefect_api.rstrip("/")

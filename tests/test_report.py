@@ -528,3 +528,38 @@ def test_half_written_report_files_of_a_crashed_run_are_removed_and_finished_one
         path.write_bytes(b"half")
     assert clean_leftovers(tmp_path) == len(leftovers)
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == finished
+
+
+TRICKY_CELLS = [
+    'a & b <c> "d" \'e\'', "  spaces kept  ", "=1+1", "-5", "Hong\x00Kong\x1b", "cr\rin", "line\nbreak",
+    "tab\tin", "_x0041_ literal", "Sur\U0001f600baya", "x" * 40_000, "", "]]>", "non\ufffechar",
+]  # fmt: skip
+
+
+def _cell_texts(xlsx: Path) -> list[str]:
+    import re
+    import zipfile
+
+    sheet = zipfile.ZipFile(xlsx).read("xl/worksheets/sheet1.xml").decode("utf-8")
+    return re.findall(r"<t(?: [^>]*)?>(.*?)</t>", sheet, flags=re.S)
+
+
+def test_xlsx_rows_carry_the_same_cell_text_as_xlsxwriter_writes_cell_by_cell(tmp_path: Path) -> None:
+    import xlsxwriter
+
+    from pipelines.report import _write_xlsx, _xlsx_text, neutralise
+
+    header = ["value", REASON_COLUMN, ROW_COLUMN]
+    cells = [[v, f"reason {i}", str(i + 2)] for i, v in enumerate(TRICKY_CELLS)]
+    _write_xlsx(tmp_path / "ours.xlsx", header, cells)
+    book = xlsxwriter.Workbook(str(tmp_path / "theirs.xlsx"), {"constant_memory": True})
+    sheet = book.add_worksheet()
+    for r, row in enumerate([header, *cells]):
+        for c, value in enumerate(row):
+            sheet.write_string(r, c, _xlsx_text(neutralise(value)))
+    book.close()
+    assert _cell_texts(tmp_path / "ours.xlsx") == _cell_texts(tmp_path / "theirs.xlsx")
+    ws = openpyxl.load_workbook(tmp_path / "ours.xlsx").active
+    assert ws.dimensions == ws.auto_filter.ref == f"A1:C{len(cells) + 1}"
+    assert ws.cell(row=2, column=2).fill.fgColor.rgb == ws.cell(row=1, column=2).fill.fgColor.rgb != "00000000"
+    assert all(c.data_type == "s" and c.number_format == "@" for row in ws.iter_rows(min_row=2) for c in row)

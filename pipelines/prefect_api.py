@@ -1,0 +1,125 @@
+"""Prefect's temporary API server, launched before this process imports the rest, so that the two overlap.
+
+With no API configured, Prefect starts a temporary server at the first flow call: it imports its server
+module here (1.5 s), launches the server process and waits for it to answer (3.7 s, py-spy `--idle` on
+`sdmi publish`), with this process otherwise idle. `launch()` starts the same server process the same way
+(uvicorn on Prefect's app factory, UI off, ephemeral services) as soon as Prefect's settings are known and
+makes it Prefect's API for the rest of the process; the caller imports the stages and GX meanwhile, then
+calls `ready()` before the first flow. The server stops when the process exits, after Prefect has sent
+its last logs and events. With an API configured (`PREFECT_API_URL`, in the environment or a profile)
+nothing is launched.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ServerDidNotStart(RuntimeError):
+    pass
+
+
+@dataclass
+class TemporaryServer:
+    env: dict[str, str]
+    timeout_s: float
+    port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self) -> None:
+        self.port = _free_port()
+        app_dir = Path(importlib.util.find_spec("prefect").origin).parent.parent  # type: ignore[arg-type]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--log-level", "error", "--lifespan", "on"],
+            env=self.env,
+        )  # fmt: skip
+        atexit.register(self.stop)  # whatever happens before `ready()`
+
+    def ready(self) -> None:
+        """Wait until the server answers, starting it again on another port if it lost the race for this one."""
+        deadline = time.perf_counter() + self.timeout_s
+        restarts = 0
+        while time.perf_counter() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                if restarts == 3:
+                    break
+                restarts += 1
+                self.start()
+                continue
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise ServerDidNotStart(
+            f"Server Prefect sementara tidak menjawab dalam {self.timeout_s:.0f} detik; atur PREFECT_API_URL ke "
+            f"server Prefect yang berjalan. / Prefect's temporary server did not answer within "
+            f"{self.timeout_s:.0f} s; set PREFECT_API_URL to a running Prefect server."
+        )
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def launch() -> TemporaryServer | None:
+    """Start Prefect's temporary server now, unless an API is configured or Prefect may not start one.
+    Call `ready()` on the result before the first flow call."""
+    import os
+
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        get_current_settings,
+    )
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+    env = {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+        **get_current_settings().to_environment_variables(exclude_unset=True),
+    }  # as SubprocessASGIServer launches it
+    server = TemporaryServer(env, float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
+    server.start()
+    # Prefect's API for the rest of this process (its threads and any worker process it starts included)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ["PREFECT_UI_URL"] = ""  # no UI is served: no "View at" link to a page that is not there
+    refresh_global_settings_context()
+    return server
