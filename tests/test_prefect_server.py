@@ -183,3 +183,15 @@ def test_no_temporary_server_is_launched_when_a_prefect_server_is_configured(tmp
     out = _early_start(tmp_path, PREFECT_API_URL=prefect_api)
     assert out["ours"] is None and out["started_by_prefect"] == []
     assert out["flow_api"].rstrip("/") == prefect_api.rstrip("/")
+
+
+@pytest.mark.slow
+def test_a_temporary_server_that_does_not_answer_stops_the_command_with_a_clear_error(tmp_path):
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "0"
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run([SDMI, "publish", "--home", str(tmp_path / "home")], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 3
+    assert "tidak menjawab" in proc.stderr and "did not answer" in proc.stderr
+    assert "PREFECT_API_URL" in proc.stderr
