@@ -551,7 +551,7 @@ def test_xlsx_rows_carry_the_same_cell_text_as_xlsxwriter_writes_cell_by_cell(tm
 
     header = ["value", REASON_COLUMN, ROW_COLUMN]
     cells = [[v, f"reason {i}", str(i + 2)] for i, v in enumerate(TRICKY_CELLS)]
-    _write_xlsx(tmp_path / "ours.xlsx", header, cells)
+    _write_xlsx(tmp_path / "ours.xlsx", header, [pa.array(column, pa.string()) for column in zip(*cells, strict=True)])
     book = xlsxwriter.Workbook(str(tmp_path / "theirs.xlsx"), {"constant_memory": True})
     sheet = book.add_worksheet()
     for r, row in enumerate([header, *cells]):
