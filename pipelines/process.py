@@ -234,6 +234,7 @@ def _process_chunks(
 
     kept_columns = [*validate.file_wide_columns(validate.suite_for(cfg)), "source_row"]
     kept: list[pa.Table] = []
+    judged = validate.JudgedValues()  # GX judges each distinct value once per file, not once per chunk
     read_n = accepted_n = quarantined_n = warned_n = 0
     for number, current in enumerate(in_turn(), start=1):
         part, row_issues = current
@@ -254,7 +255,7 @@ def _process_chunks(
         gx_issues = validate.validate(
             harmonised.table, cfg, run_date=run_date, schema=schema, docs_dir=docs_dir,
             docs_page="validation.html" if number == 1 else f"validation-part-{number:03d}.html",
-            scope="rows" if chunked else "all", timings=gx_time,
+            scope="rows" if chunked else "all", timings=gx_time, judged=judged,
         )  # fmt: skip
         if chunked:
             kept.append(_copied(harmonised.table.select(kept_columns)))

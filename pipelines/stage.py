@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import faults, settings
@@ -44,33 +45,28 @@ def split(
     published = [f.name for f in schema.published_fields() if f.name != "quality_flags"]
     con = settings.scratch_duckdb()
     try:
-        con.register("h", harmonised)
         con.register("i", issues)
-        con.register("o", original)
-        con.execute(
-            """CREATE TEMP TABLE per_row AS
-               SELECT source_row,
+        per_row = con.sql(
+            """SELECT source_row,
                       bool_or(severity = 'critical') AS critical,
                       string_agg(DISTINCT CASE WHEN severity = 'warning' THEN rule_id END, ';'
                                  ORDER BY CASE WHEN severity = 'warning' THEN rule_id END) AS flags
                FROM i GROUP BY source_row"""
-        )
-        cols = ", ".join(f'h."{c}"' for c in published)
-        accepted = con.sql(
-            f"SELECT {cols}, p.flags AS quality_flags FROM h LEFT JOIN per_row p USING (source_row) "
-            "WHERE NOT coalesce(p.critical, false) ORDER BY h.source_row"
         ).to_arrow_table()
-        quarantined = con.sql(
-            f"SELECT o.* FROM o JOIN per_row p ON p.source_row = o.{ROW} WHERE p.critical ORDER BY o.{ROW}"
-        ).to_arrow_table()
-        warned = con.execute(
-            "SELECT count(*) FROM per_row WHERE NOT critical AND flags IS NOT NULL "
-            "AND source_row IN (SELECT source_row FROM h)"
-        ).fetchall()[0][0]
     finally:
         con.close()
+    # Rows are filtered in place, in Arrow: both tables come in source_row order, which a join would lose
+    # (sorting every row again cost as much as the split itself).
+    critical = per_row.filter(per_row["critical"])["source_row"].combine_chunks()
+    failed = pc.is_in(harmonised["source_row"], value_set=critical)
+    kept = harmonised.filter(pc.invert(failed)).select(published)
+    flags = per_row["flags"].take(pc.index_in(kept["source_row"], value_set=per_row["source_row"].combine_chunks()))
+    accepted = kept.append_column("quality_flags", flags)
+    quarantined = original.filter(pc.is_in(original[ROW], value_set=critical))
+    in_batch = pc.is_in(per_row["source_row"], value_set=harmonised["source_row"].combine_chunks())
+    warned = pc.sum(pc.and_(pc.and_(pc.invert(per_row["critical"]), pc.is_valid(per_row["flags"])), in_batch)).as_py()
     accepted = accepted.cast(schema.arrow_schema(published_only=True))
-    counts = StagedCounts(harmonised.num_rows, accepted.num_rows, quarantined.num_rows, int(warned))
+    counts = StagedCounts(harmonised.num_rows, accepted.num_rows, quarantined.num_rows, int(warned or 0))
     if not counts.reconciles():
         raise AssertionError(f"rows do not reconcile: {counts}")  # a bug: never publish such a batch
     return accepted, quarantined, counts

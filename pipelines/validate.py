@@ -361,13 +361,12 @@ def validate(
     parameters = parameters_for(cfg, run_date)
     plan = plan_suite(suite_dict, table)
     results: list[Any] = []
-    rows: list[tuple] = []
+    failed: list[tuple[tuple, pa.Array]] = []  # (rule meta, source_row of each row failing it)
     if plan.row_expectations:
         row_suite = {**suite_dict, "expectations": plan.row_expectations}
         result = run_suite(_to_pandas(table, suite_columns(row_suite)), row_suite, parameters, timings=timings)
         results.append(result)
-        for meta, entry in _failures(result):
-            rows += [(int(r), *meta) for r in entry]
+        failed += [(meta, pa.array(entry, pa.int64())) for meta, entry in _failures(result)]
     if plan.value_expectations and table.num_rows:
         judged = judged if judged is not None else JudgedValues()
         fresh = judged.new(plan.distinct)
@@ -391,10 +390,10 @@ def validate(
             hit = pc.is_in(table[column], value_set=failing.drop_null())
             if failing.null_count:
                 hit = pc.or_(pc.fill_null(hit, False), pc.is_null(table[column]))
-            rows += [(int(r), *meta) for r in pc.filter(table["source_row"], pc.fill_null(hit, False)).to_pylist()]
+            failed.append((meta, pc.filter(table["source_row"], pc.fill_null(hit, False))))
     if docs_dir is not None and results:
         write_data_docs(_combined(results, suite_dict["name"]), docs_dir, docs_page)
-    return _with_values(table, rows, set(schema.direct_identifiers()))
+    return _with_values(table, failed, set(schema.direct_identifiers()))
 
 
 def _failures(result: Any, index: str = "source_row") -> list[tuple[tuple, list[int]]]:
@@ -510,30 +509,42 @@ def _raised(info: dict | None) -> bool:
     return any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
 
 
-def _with_values(table: pa.Table, rows: list[tuple], direct: set[str]) -> pa.Table:
-    """Attach the offending value for non-identifier fields (identifiers are never echoed)."""
-    failures = pa.table(
+def _int64(rows: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return (rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows).cast(pa.int64())
+
+
+def _with_values(table: pa.Table, failed: list[tuple[tuple, pa.Array]], direct: set[str]) -> pa.Table:
+    """One issue per failing row and rule, with the offending value for non-identifier fields (identifiers
+    are never echoed). Failing rows stay Arrow arrays, never a Python tuple each."""
+    failed = [(meta, _int64(rows)) for meta, rows in failed if len(rows)]
+    if not failed:
+        return ISSUE_SCHEMA.empty_table()
+    rules = pa.table(
         {
-            "source_row": pa.array([r[0] for r in rows], pa.int64()),
-            "rule_id": pa.array([r[1] for r in rows], pa.string()),
-            "severity": pa.array([r[2] for r in rows], pa.string()),
-            "field": pa.array([r[3] for r in rows], pa.string()),
-            "message_id": pa.array([r[4] for r in rows], pa.string()),
-            "message_en": pa.array([r[5] for r in rows], pa.string()),
+            "rule": pa.array(range(len(failed)), pa.int32()),
+            **{
+                name: pa.array([meta[i] for meta, _ in failed], pa.string())
+                for i, name in enumerate(("rule_id", "severity", "field", "message_id", "message_en"))
+            },
         }
     )
-    if not rows:
-        return ISSUE_SCHEMA.empty_table()
-    fields = sorted({r[3] for r in rows if r[3] and r[3] not in direct and r[3] in table.column_names})
+    hits = pa.table(
+        {
+            "source_row": pa.concat_arrays([rows for _, rows in failed]),
+            "rule": pa.array(np.repeat(np.arange(len(failed), dtype=np.int32), [len(rows) for _, rows in failed])),
+        }
+    )
+    fields = sorted({m[2] for m, _ in failed if m[2] and m[2] not in direct and m[2] in table.column_names})
     case = " ".join(f"WHEN '{f}' THEN CAST(t.\"{f}\" AS VARCHAR)" for f in fields)
-    value = f"CASE f.field {case} END" if fields else "CAST(NULL AS VARCHAR)"
+    value = f"CASE r.field {case} END" if fields else "CAST(NULL AS VARCHAR)"
     con = settings.scratch_duckdb()
     try:
-        con.register("f", failures)
+        con.register("h", hits)
+        con.register("r", rules)
         con.register("t", table)
         out = con.sql(
-            f"SELECT f.source_row, f.rule_id, f.severity, f.field, {value} AS value, f.message_id, f.message_en "
-            "FROM f LEFT JOIN t ON t.source_row = f.source_row ORDER BY f.source_row, f.rule_id"
+            f"SELECT h.source_row, r.rule_id, r.severity, r.field, {value} AS value, r.message_id, r.message_en "
+            "FROM h JOIN r USING (rule) LEFT JOIN t ON t.source_row = h.source_row ORDER BY h.source_row, r.rule_id"
         ).to_arrow_table()
     finally:
         con.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import config, demo, inbox
+from pipelines import config, demo, inbox, validate
 from pipelines.keys import load_secret
 from pipelines.ledger import Ledger
 from pipelines.process import process_file
@@ -104,3 +104,22 @@ def test_a_file_found_broken_after_chunks_were_processed_is_rejected_with_nothin
     assert entry.status == "rejected" and entry.reason_code == "unclosed_quote"
     assert not staged.exists() and not list((home / "staging").glob(".tmp-*"))
     assert not list((home / "reports").rglob("data_docs"))
+
+
+def test_gx_judges_each_distinct_value_of_a_chunked_file_once(demo_files, key_file, tmp_path, monkeypatch):
+    """A value judged in an earlier chunk keeps its verdict: later chunks send GX only values it has not seen."""
+    sent: list[dict[str, set[str]]] = []
+    real_run_suite = validate.run_suite
+
+    def recording_run_suite(df, suite_dict, parameters, index="source_row", timings=None):
+        if index == validate.VALUE_ROW:
+            sent.append({c: {repr(v) for v in df[c].unique()} for c in df.columns if c != index})
+        return real_run_suite(df, suite_dict, parameters, index=index, timings=timings)
+
+    monkeypatch.setattr(validate, "run_suite", recording_run_suite)
+    source = sorted((demo_files / "bp2mi_siskop2mi").iterdir())[0]
+    _, entry = _process(tmp_path / "home", key_file, "bp2mi_siskop2mi", source, 100, monkeypatch)
+    assert entry.rows_read > 500 and len(sent) > 1
+    for column in {c for frame in sent for c in frame}:
+        frames = [frame[column] for frame in sent if column in frame]
+        assert sum(len(values) for values in frames) == len(set().union(*frames)), column
