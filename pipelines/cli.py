@@ -3,6 +3,8 @@ held), 2 an engineer must look (error, failed audit), 3 bad configuration or usa
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import os
 import sys
@@ -489,6 +491,11 @@ def schema_generate(check: Annotated[bool, typer.Option(help="only check, exit 1
 
 
 def main() -> None:
+    # Registered first, so it runs last of the exit handlers (after Prefect has sent its last logs and the
+    # temporary server has stopped). The interpreter's final garbage-collection passes over what GX, pandas
+    # and Prefect leave (~375,000 objects after `sdmi publish`) took 1.2-1.4 s of every command (perf:
+    # `gc_collect_main`); frozen, exit takes 0.12-0.16 s. What a command writes is closed explicitly before.
+    atexit.register(gc.freeze)
     try:
         app()
     except ConfigError as exc:

@@ -10,10 +10,12 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import duckdb
 import pytest
 from prefect import flow, task
 
 from pipelines import demo, flows
+from pipelines.settings import Zones
 
 SDMI = str(Path(sys.executable).with_name("sdmi"))
 P3MI = "p3mi_mitra_sejahtera"
@@ -128,6 +130,29 @@ def test_a_run_against_a_prefect_server_is_readable_over_rest(tmp_path, samples,
         assert f"| records published / catatan terbit | {summary['rows_published']} |" in markdown
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_sdmi_run_as_a_process_leaves_a_whole_checkpointed_release_at_exit(tmp_path, samples, key_file):
+    """The command skips the interpreter's last garbage-collection passes at exit (`gc.freeze`): nothing it
+    writes may depend on them, and its last logs still reach the temporary server."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_LOGGING_LEVEL": "INFO"}
+    env.pop("PREFECT_API_URL", None)
+    home = _one_file_home(tmp_path, samples)
+    proc = subprocess.run(
+        [SDMI, "run", "--home", str(home), "--key-file", str(key_file), "--stable-seconds", "0", "--json"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Error logging to API" not in proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    con = duckdb.connect(str(Zones(home).analyst_db), read_only=True)
+    try:
+        published = con.execute("SELECT count(*) FROM placement_records").fetchone()[0]
+    finally:
+        con.close()
+    assert published == summary["rows_published"] > 0
+    assert not list((home / "warehouse").rglob("*.wal"))  # every DuckDB file was checkpointed and closed
 
 
 # ------------------------------------------------------------------------------------------ early start
