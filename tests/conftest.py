@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,3 +48,19 @@ def key_file(tmp_path: Path) -> Path:
     from pipelines.keys import create_key_file
 
     return create_key_file(tmp_path / "secrets" / "worker.key")
+
+
+@pytest.fixture
+def sdmi_run() -> Callable[..., tuple[dict, str]]:
+    """`sdmi run --json` as a process on a home (the environment given whole); its summary and stderr."""
+
+    def run(home: Path, key_file: Path, env: dict[str, str], timeout: float = 900) -> tuple[dict, str]:
+        proc = subprocess.run(
+            [str(Path(sys.executable).with_name("sdmi")), "run", "--home", str(home), "--key-file", str(key_file),
+             "--stable-seconds", "0", "--json"],
+            env=env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.splitlines()[-1]), proc.stderr
+
+    return run

@@ -103,7 +103,7 @@ def _post(url: str, body: dict) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_run_against_a_prefect_server_is_readable_over_rest(tmp_path, samples, key_file, monkeypatch):
+def test_a_run_against_a_prefect_server_is_readable_over_rest(tmp_path, samples, key_file, monkeypatch, sdmi_run):
     from pipelines.serve import start_local_server
 
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
@@ -111,13 +111,7 @@ def test_a_run_against_a_prefect_server_is_readable_over_rest(tmp_path, samples,
     server = start_local_server()
     try:
         home = _one_file_home(tmp_path, samples)
-        env = {**os.environ, "PREFECT_API_URL": server.api_url}
-        proc = subprocess.run(
-            [SDMI, "run", "--home", str(home), "--key-file", str(key_file), "--stable-seconds", "0", "--json"],
-            env=env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        summary = json.loads(proc.stdout.splitlines()[-1])
+        summary, _ = sdmi_run(home, key_file, {**os.environ, "PREFECT_API_URL": server.api_url})
         runs = _post(f"{server.api_url}/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}})
         ingest = [r for r in runs if r["parameters"].get("home") == str(home) and "publish" in r["parameters"]]
         assert len(ingest) == 1
@@ -133,19 +127,14 @@ def test_a_run_against_a_prefect_server_is_readable_over_rest(tmp_path, samples,
 
 
 @pytest.mark.slow
-def test_sdmi_run_as_a_process_leaves_a_whole_checkpointed_release_at_exit(tmp_path, samples, key_file):
+def test_sdmi_run_as_a_process_leaves_a_whole_checkpointed_release_at_exit(tmp_path, samples, key_file, sdmi_run):
     """The command skips the interpreter's last garbage-collection passes at exit (`gc.freeze`): nothing it
     writes may depend on them, and its last logs still reach the temporary server."""
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_LOGGING_LEVEL": "INFO"}
     env.pop("PREFECT_API_URL", None)
     home = _one_file_home(tmp_path, samples)
-    proc = subprocess.run(
-        [SDMI, "run", "--home", str(home), "--key-file", str(key_file), "--stable-seconds", "0", "--json"],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Error logging to API" not in proc.stderr
-    summary = json.loads(proc.stdout.splitlines()[-1])
+    summary, stderr = sdmi_run(home, key_file, env)
+    assert "Error logging to API" not in stderr
     con = duckdb.connect(str(Zones(home).analyst_db), read_only=True)
     try:
         published = con.execute("SELECT count(*) FROM placement_records").fetchone()[0]
