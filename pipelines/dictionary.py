@@ -131,6 +131,24 @@ def placement_columns(schema: PlacementSchema | None = None) -> list[Col]:
     return cols
 
 
+def record_placement_columns() -> list[Col]:
+    """Columns of `record_placement`: which placement each record belongs to."""
+    return [
+        Col("record_key", "VARCHAR", "Kunci catatan.", "Record key."),
+        Col("placement_id", "VARCHAR", "Kunci penempatan.", "Placement key."),
+        Col("source_agency", "VARCHAR", "Kode instansi.", "Agency code."),
+    ]
+
+
+def record_tables(schema: PlacementSchema | None = None) -> dict[str, list[Col]]:
+    """The record tables, published as Parquet files with a view over them in the DuckDB file."""
+    return {
+        "placement_records": record_columns(schema),
+        "placements": placement_columns(schema),
+        "record_placement": record_placement_columns(),
+    }
+
+
 def tables(schema: PlacementSchema | None = None) -> list[Table]:
     """The catalogue of published tables (dimension tables are added from the code lists at publish time)."""
     schema = schema or load_schema()
@@ -153,11 +171,7 @@ def tables(schema: PlacementSchema | None = None) -> list[Table]:
             "record_placement",
             "Penempatan tempat setiap catatan tergabung.",
             "The placement each record belongs to.",
-            [
-                Col("record_key", "VARCHAR", "Kunci catatan.", "Record key."),
-                Col("placement_id", "VARCHAR", "Kunci penempatan.", "Placement key."),
-                Col("source_agency", "VARCHAR", "Kode instansi.", "Agency code."),
-            ],
+            record_placement_columns(),
         ),
         Table(
             "agencies",

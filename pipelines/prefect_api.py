@@ -3,7 +3,7 @@
 With no API configured, Prefect starts a temporary server at the first flow call: it imports its server
 module here (1.5 s), launches the server process and waits for it to answer (3.7 s, py-spy `--idle` on
 `sdmi publish`), with this process otherwise idle. `launch()` starts the same server process the same way
-(uvicorn on Prefect's app factory, UI off, ephemeral services) as soon as Prefect's settings are known and
+(uvicorn on Prefect's app factory, UI off, ephemeral services) before Prefect's settings are imported, and
 makes it Prefect's API for the rest of the process; the caller imports the stages and GX meanwhile, then
 calls `ready()` before the first flow. The server stops when the process exits, after Prefect has sent
 its last logs and events. With an API configured (`PREFECT_API_URL`, in the environment or a profile)
@@ -96,28 +96,34 @@ def _free_port() -> int:
 
 def launch() -> TemporaryServer | None:
     """Start Prefect's temporary server now, unless an API is configured or Prefect may not start one.
-    Call `ready()` on the result before the first flow call."""
+    Call `ready()` on the result before the first flow call.
+
+    Unless the environment names an API, the server process starts before Prefect's settings are even
+    imported (0.8-0.9 s): it reads the same environment and settings files itself. When the settings then
+    name an API (a profile) or forbid a temporary server, it is stopped again and None is returned."""
     import os
+
+    early = None
+    if not os.environ.get("PREFECT_API_URL"):
+        early = TemporaryServer(
+            {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"},
+            timeout_s=0,  # set below, from the settings
+        )  # as SubprocessASGIServer launches it
+        early.start()
 
     from prefect.context import refresh_global_settings_context
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_ENABLED,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        get_current_settings,
     )
 
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+    if early is None or PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        if early is not None:
+            early.stop()
         return None
-    env = {
-        **os.environ,
-        "PREFECT_UI_ENABLED": "0",
-        "PREFECT__SERVER_EPHEMERAL": "1",
-        "PREFECT__SERVER_FINAL": "1",
-        **get_current_settings().to_environment_variables(exclude_unset=True),
-    }  # as SubprocessASGIServer launches it
-    server = TemporaryServer(env, float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
-    server.start()
+    server = early
+    server.timeout_s = float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
     # Prefect's API for the rest of this process (its threads and any worker process it starts included)
     os.environ["PREFECT_API_URL"] = server.api_url
     os.environ["PREFECT_UI_URL"] = ""  # no UI is served: no "View at" link to a page that is not there

@@ -146,12 +146,15 @@ def test_sdmi_run_as_a_process_leaves_a_whole_checkpointed_release_at_exit(tmp_p
 
 # ------------------------------------------------------------------------------------------ early start
 EARLY_START = """
+import glob
 import json
+import os
 from prefect import flow
 from prefect.client.orchestration import get_client
 from pipelines import prefect_api
 
 server = prefect_api.launch()
+children = [int(c) for f in glob.glob(f"/proc/{os.getpid()}/task/*/children") for c in open(f).read().split()]
 if server is not None:
     server.ready()
 
@@ -165,15 +168,27 @@ import sys
 prefects = sys.modules.get("prefect.server.api.server")
 started_by_prefect = [s.api_url for s in prefects.SubprocessASGIServer._instances.values()] if prefects else []
 print(json.dumps({"ours": server.api_url if server else None, "flow_api": flow_api,
-                  "started_by_prefect": started_by_prefect}))
+                  "started_by_prefect": started_by_prefect, "children_after_launch": children}))
 """
 
 
-def _early_start(tmp_path: Path, **env: str) -> dict:
+LAUNCH_ONLY = """
+import glob
+import json
+import os
+from pipelines import prefect_api
+
+server = prefect_api.launch()
+children = [int(c) for f in glob.glob(f"/proc/{os.getpid()}/task/*/children") for c in open(f).read().split()]
+print(json.dumps({"ours": server.api_url if server else None, "children_after_launch": children}))
+"""
+
+
+def _early_start(tmp_path: Path, script: str = EARLY_START, **env: str) -> dict:
     full = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_LOGGING_LEVEL": "INFO"}
     full.pop("PREFECT_API_URL", None)
     full.update(env)
-    proc = subprocess.run([sys.executable, "-c", EARLY_START], env=full, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], env=full, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Error logging to API" not in proc.stderr  # the last logs reached the server before it stopped
     return json.loads(proc.stdout.splitlines()[-1])
@@ -185,7 +200,7 @@ def test_a_flow_runs_on_the_temporary_server_launched_early_and_prefect_starts_n
     from urllib.parse import urlparse
 
     out = _early_start(tmp_path)
-    assert out["ours"] is not None
+    assert out["ours"] is not None and len(out["children_after_launch"]) == 1
     assert out["flow_api"].rstrip("/") == out["ours"].rstrip("/")
     assert out["started_by_prefect"] == []
     with pytest.raises(OSError):  # and it stopped with the process
@@ -197,6 +212,19 @@ def test_no_temporary_server_is_launched_when_a_prefect_server_is_configured(tmp
     out = _early_start(tmp_path, PREFECT_API_URL=prefect_api)
     assert out["ours"] is None and out["started_by_prefect"] == []
     assert out["flow_api"].rstrip("/") == prefect_api.rstrip("/")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="child processes are listed from Linux's /proc")
+def test_a_temporary_server_started_early_is_stopped_when_a_profile_names_a_prefect_server(tmp_path):
+    # the server process starts before Prefect's settings are read; a profile's API is only known after
+    prefect_home = tmp_path / "prefect"
+    prefect_home.mkdir()
+    (prefect_home / "profiles.toml").write_text(
+        'active = "sdmi-test"\n\n[profiles.sdmi-test]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n', encoding="utf-8"
+    )
+    out = _early_start(tmp_path, LAUNCH_ONLY)
+    assert out == {"ours": None, "children_after_launch": []}
 
 
 @pytest.mark.slow

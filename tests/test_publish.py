@@ -280,3 +280,21 @@ def test_memory_limit_too_small_to_build_fails_with_its_name_and_keeps_the_curre
     assert not result.switched
     assert "SDMI_PUBLISH_MEMORY=8MB" in result.reason and "Memori tidak cukup" in result.reason
     assert current_release(zones) == first.release_id
+
+
+def test_the_build_database_is_removed_after_a_release_and_after_a_failed_build(zones, ledger, codelists, monkeypatch):
+    ledger.add("bp2mi", n=60_000)
+    assert run(zones, ledger, codelists).switched
+    assert not list(zones.releases.glob(".scratch-*"))
+    monkeypatch.setenv("SDMI_PUBLISH_MEMORY", "8MB")  # too little: the build fails
+    assert not run(zones, ledger, codelists).switched
+    assert not list(zones.releases.glob(".scratch-*"))
+
+
+def test_a_scratch_database_left_by_a_crashed_publish_is_removed_by_the_next(zones, ledger, codelists):
+    ledger.add("bp2mi", n=50)
+    zones.releases.mkdir(parents=True, exist_ok=True)
+    left = zones.releases / ".scratch-20250101T000000000Z-deadbeef.duckdb"
+    left.write_bytes(b"half a build")
+    assert run(zones, ledger, codelists).switched
+    assert not left.exists()

@@ -235,9 +235,7 @@ def main() -> None:
             }
         )
     with open(HERE / "countries.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(
-            f, fieldnames=["code", "alpha2", "name_id", "name_en", "variants"], lineterminator="\n"
-        )
+        w = csv.DictWriter(f, fieldnames=["code", "alpha2", "name_id", "name_en", "variants"], lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
     print(f"wrote {len(rows)} countries (pycountry {pycountry.__version__})")
