@@ -99,7 +99,7 @@ def launch() -> TemporaryServer | None:
     Call `ready()` on the result before the first flow call.
 
     Unless the environment names an API, the server process starts before Prefect's settings are even
-    imported (0.8-0.9 s): it reads the same environment and settings files itself. When the settings then
+    imported (0.75-0.85 s): it reads the same environment and settings files itself. When the settings then
     name an API (a profile) or forbid a temporary server, it is stopped again and None is returned."""
     import os
 

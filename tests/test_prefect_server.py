@@ -145,16 +145,21 @@ def test_sdmi_run_as_a_process_leaves_a_whole_checkpointed_release_at_exit(tmp_p
 
 
 # ------------------------------------------------------------------------------------------ early start
-EARLY_START = """
+LAUNCH = """
 import glob
 import json
 import os
-from prefect import flow
-from prefect.client.orchestration import get_client
 from pipelines import prefect_api
 
 server = prefect_api.launch()
-children = [int(c) for f in glob.glob(f"/proc/{os.getpid()}/task/*/children") for c in open(f).read().split()]
+out = {"ours": server.api_url if server else None, "children_after_launch": [
+    int(c) for f in glob.glob(f"/proc/{os.getpid()}/task/*/children") for c in open(f).read().split()]}
+"""
+LAUNCH_ONLY = LAUNCH + "print(json.dumps(out))\n"
+WHICH_API = """
+from prefect import flow
+from prefect.client.orchestration import get_client
+
 if server is not None:
     server.ready()
 
@@ -163,25 +168,13 @@ def which_api() -> str:
     with get_client(sync_client=True) as client:
         return str(client.api_url)
 
-flow_api = which_api()
+out["flow_api"] = which_api()
 import sys
 prefects = sys.modules.get("prefect.server.api.server")
-started_by_prefect = [s.api_url for s in prefects.SubprocessASGIServer._instances.values()] if prefects else []
-print(json.dumps({"ours": server.api_url if server else None, "flow_api": flow_api,
-                  "started_by_prefect": started_by_prefect, "children_after_launch": children}))
+out["started_by_prefect"] = [s.api_url for s in prefects.SubprocessASGIServer._instances.values()] if prefects else []
+print(json.dumps(out))
 """
-
-
-LAUNCH_ONLY = """
-import glob
-import json
-import os
-from pipelines import prefect_api
-
-server = prefect_api.launch()
-children = [int(c) for f in glob.glob(f"/proc/{os.getpid()}/task/*/children") for c in open(f).read().split()]
-print(json.dumps({"ours": server.api_url if server else None, "children_after_launch": children}))
-"""
+EARLY_START = LAUNCH + WHICH_API
 
 
 def _early_start(tmp_path: Path, script: str = EARLY_START, **env: str) -> dict:
