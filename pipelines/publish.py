@@ -34,8 +34,6 @@ TOTAL = "TOTAL"
 UNKNOWN = "UNKNOWN"
 RELEASE_ID = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{8}$")
 DEFAULT_PRIORITY = 1000  # agencies missing from the mapping lose every tie
-# Parquet written by their build step, views over it in the DuckDB file (`dictionary.record_tables`)
-RECORD_TABLES = ("placement_records", "placements", "record_placement")
 
 CODELIST_TABLES = {
     "countries": ("Negara (ISO 3166-1).", "Countries (ISO 3166-1)."),
@@ -496,8 +494,9 @@ def _build_quality(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _comment(con: duckdb.DuckDBPyConnection, catalogue: Iterable[dictionary.Table]) -> None:
+    views = dictionary.record_tables()  # Parquet written by their build step, views over it here
     for t in catalogue:
-        kind = "VIEW" if t.name in RECORD_TABLES else "TABLE"
+        kind = "VIEW" if t.name in views else "TABLE"
         for stmt in dictionary.comment_statements(t, kind):
             con.execute(stmt)
 
@@ -732,7 +731,7 @@ def _gx_validate(con: duckdb.DuckDBPyConnection) -> AuditResult:
 def _export_parquet(con: duckdb.DuckDBPyConnection, release: Path, names: Sequence[str]) -> None:
     base = release / "parquet"
     for name in names:
-        if name not in RECORD_TABLES:  # those were written by their build step
+        if name not in dictionary.record_tables():  # those were written by their build step
             (base / name).mkdir(parents=True)
             con.execute(
                 f"COPY {name} TO {_lit(str(base / name / (name + '.parquet')))} (FORMAT parquet, COMPRESSION zstd)"
@@ -876,7 +875,8 @@ def publish(
                 ).fetchall()
             ]
             counts = {
-                t: con.execute(f"SELECT count(*) FROM {_ident(t)}").fetchone()[0] for t in [*RECORD_TABLES, *tables]
+                t: con.execute(f"SELECT count(*) FROM {_ident(t)}").fetchone()[0]
+                for t in [*dictionary.record_tables(), *tables]
             }
             say("writing Parquet tables and open data")
             faults.point("publish.mid_build")
