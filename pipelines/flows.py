@@ -6,6 +6,7 @@ paths and hashes and return counts: Prefect never sees a record, and results are
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -107,6 +108,9 @@ class RunSummary:
     not_onboarded: list[str] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # CPU seconds per stage (the process's, all threads), for `make bench`'s budget: only when no two files
+    # ran at the same time (one file, or SDMI_WORKERS=1), so that no stage's figure includes another's work
+    cpu_seconds: dict[str, float] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -224,7 +228,7 @@ def ingest_flow(
         from pipelines import validate
 
         validate.warm_up()  # GX's 3-4 s import is a fixed start-up cost: paid before the work, not by a file
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with writer_lock(zones, wait_for_lock):
         ledger = Ledger(zones.ledger_db)
         context = FlowRunContext.get()
@@ -237,6 +241,8 @@ def ingest_flow(
         inbox.recover(zones, ledger)
         _claim_inbox(zones, ledger, stable_seconds, summary)
         summary.timings["claim"] = round(time.perf_counter() - started, 3)
+        cpu = {"claim": round(time.process_time() - cpu_started, 3)}
+        windows: list[tuple[float, float]] = []
         pending = ledger.files(status=IN_FLIGHT)
         events.emit("files", total=len(pending))
         logger.info("%d file(s) to process, %d duplicate(s)", len(pending), summary.duplicates)
@@ -268,18 +274,23 @@ def ingest_flow(
                 setattr(summary, k, getattr(summary, k) + outcome[k])
             for stage_name, seconds in (outcome.get("timings") or {}).items():
                 summary.timings[stage_name] = round(summary.timings.get(stage_name, 0) + seconds, 4)
+            for stage_name, seconds in (outcome.get("cpu_seconds") or {}).items():
+                cpu[stage_name] = round(cpu.get(stage_name, 0) + seconds, 4)
+            if outcome.get("window"):
+                windows.append(tuple(outcome["window"]))
             events.emit("file_done", status=outcome["status"], rows=outcome["rows_read"])
         summary.timings["files"] = round(time.perf_counter() - started, 3)
         if futures or summary.duplicates:
             report.write_index(zones.reports)
         if publish and (futures or not zones.current.exists() or publish_needed(zones)):
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             try:
                 result = publish_flow(str(zones.home))
             except Exception as exc:  # a full disk, an I/O error: `current` is untouched, exit 2 not a traceback
                 logger.error("publish failed, the previous release stays current: %s", exc)
                 result = {"switched": False, "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())[:1000]}"}
             summary.timings["publish"] = round(time.perf_counter() - t0, 3)
+            cpu["publish"] = round(time.process_time() - cpu0, 3)
             summary.release_id = result.get("release_id")
             summary.rows_published = result.get("counts", {}).get("placement_records")
             summary.placements_published = result.get("counts", {}).get("placements")
@@ -290,10 +301,18 @@ def ingest_flow(
             summary.rows_published = (current["counts"] or {}).get("placement_records")
             summary.placements_published = (current["counts"] or {}).get("placements")
         summary.timings["total"] = round(time.perf_counter() - started, 3)
+        if not summary.errors and not _overlap(windows):  # a failed file's window is unknown
+            summary.cpu_seconds = cpu
         outcome = {0: "ok", 1: "agency action needed", 2: "failed"}[summary.exit_code]
         ledger.end_run(run_id, outcome, summary.release_id, json.dumps(summary.as_dict(), default=str))
     _artifacts(summary)
     return summary.as_dict()
+
+
+def _overlap(windows: list[tuple[float, float]]) -> bool:
+    """Whether any two files were processed at the same time (their (start, end) windows intersect)."""
+    ordered = sorted(windows)
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(ordered))
 
 
 def _artifacts(summary: RunSummary) -> None:

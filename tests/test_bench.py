@@ -49,7 +49,13 @@ def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_ho
         assert stage in stages, stage
     assert "read" in stages or "read_map" in stages  # the flow may time read and map together
     assert stages["total"] == written["pipeline"]["work_s"]
-    assert {"pipeline_vs_floor", "validate_share"} <= set(written["ratios"])
+    assert {"pipeline_vs_floor", "validate_share", "validate_cpu_share"} <= set(written["ratios"])
+    # the CPU budget comes from a run with one file at a time: every stage, each file's work in it
+    cpu = written["one_file_at_a_time"]["cpu_stages"]
+    assert written["one_file_at_a_time"]["rows"] == rows
+    assert set(bench.WORK_STAGES) <= set(cpu)
+    assert cpu["harmonise"] > 0 and cpu["validate"] > 0 and cpu["publish"] > 0
+    assert "CPU seconds by stage" in result["table"]
     assert written["republish"]["records"] > 0 and written["republish"]["wall_s"] > 0
     assert written["empty_inbox"]["files"] == 0 and written["empty_inbox"]["wall_s"] > 0
     assert "checked" in written["targets"] and "missed" in written["targets"]
@@ -73,3 +79,21 @@ def test_validation_share_sets_stage_seconds_against_all_stage_seconds_not_wall_
     assert shares["gx_share"] == round(3.0 / 30.0, 3)
     assert shares["validate_vs_wall"] == 0.7
     assert validation_shares({"validate": 0.0}, wall_s=0.0) == {}
+
+
+def test_cpu_seconds_are_kept_only_when_no_two_files_ran_at_the_same_time():
+    from pipelines.flows import _overlap
+
+    assert not _overlap([])
+    assert not _overlap([(0.0, 1.0), (1.0, 2.0), (5.0, 6.0)])  # one after the other
+    assert _overlap([(5.0, 6.0), (0.0, 10.0), (11.0, 12.0)])  # the first file was still running
+    assert _overlap([(0.0, 2.0), (1.0, 3.0)])
+
+
+def test_cpu_share_sets_validation_against_the_work_stages_cpu_seconds():
+    from pipelines.bench import cpu_shares
+
+    cpu = {"claim": 0.5, "read_map": 1.5, "harmonise": 6.0, "validate": 3.0, "stage": 1.5, "report": 1.5,
+           "publish": 6.0}  # fmt: skip
+    assert cpu_shares(cpu) == {"validate_cpu_share": 0.15}
+    assert cpu_shares({}) == {}
