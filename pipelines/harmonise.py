@@ -12,6 +12,7 @@ from functools import cache
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from pipelines import codelists, settings
@@ -132,23 +133,26 @@ def _harmonise(
     for name in schema.mapped_field_names():
         if name not in present:
             mapped = mapped.append_column(name, pa.nulls(mapped.num_rows, pa.string()))
-    con.register("m", mapped)
 
-    # ---- code lists: one match per distinct value, joined back as a table
+    # ---- code lists: one match per distinct value, looked up in Arrow. With no join in the SQL below DuckDB
+    # keeps the rows in their order, and reading the result back needs no sort (a 200,000-row chunk,
+    # in-process: 0.85 -> 0.75 s, 1.25 -> 1.09 CPU-seconds; the same tables)
     coded = {f.name: f.codelist for f in schema.fields if f.codelist}
     source_of = {name: name for name in coded}
     if "occupation_code" not in present:
         source_of["occupation_code"] = "occupation_title"
-    joins, match_cols = [], []
+    match_cols = []
     for name, listname in coded.items():
         src = source_of[name]
-        values = con.execute(f'SELECT DISTINCT "{src}" AS v FROM m WHERE "{src}" IS NOT NULL').fetchall()
-        matches = codelists.match_values(listname, [v[0] for v in values])
+        values = pc.unique(mapped[src].combine_chunks()).drop_null()
+        matches = codelists.match_values(listname, values.to_pylist())
         con.register(f"cl_{name}", matches)
-        joins.append(f'LEFT JOIN cl_{name} ON cl_{name}.value = m."{src}"')
+        code = pc.take(matches["code"], pc.index_in(mapped[src], value_set=matches["value"]))
+        mapped = mapped.append_column(f"{name}__code", code)
         # how each value matched is joined again only for the rows that get a message (see _issues): carried
         # in the working table it was a quarter of it (200,000 rows: 173 MB, 127 MB without)
-        match_cols.append(f'cl_{name}.code AS "{name}__code", m."{src}" AS "{name}__raw"')
+        match_cols.append(f'm."{name}__code" AS "{name}__code", m."{src}" AS "{name}__raw"')
+    con.register("m", mapped)
     nik_provinces = sorted(codelists.nik_province_codes())
     con.execute("CREATE TEMP TABLE nik_prov AS SELECT unnest($c::VARCHAR[]) AS code", {"c": nik_provinces})
 
@@ -178,7 +182,7 @@ def _harmonise(
                CASE WHEN m.source_record_id IS NULL
                     THEN {_hmac("concat_ws('|', " + fingerprint_cols + ")")} END AS fingerprint,
                {", ".join(match_cols)}
-        FROM m {" ".join(joins)}
+        FROM m
         ),
         n AS (
         SELECT *,
@@ -239,7 +243,10 @@ def _harmonise(
         params,
     )
     issues = _issues(con, schema, coded, present | {source_of["occupation_code"]})
-    table = con.sql(f"SELECT {', '.join(schema.names())} FROM h ORDER BY source_row").to_arrow_table()
+    table = con.sql(f"SELECT {', '.join(schema.names())} FROM h").to_arrow_table()
+    rows = table["source_row"]
+    if len(rows) > 1 and not pc.all(pc.less(rows[:-1], rows[1:])).as_py():  # DuckDB promises order; check it
+        table = table.sort_by("source_row")
     return Harmonised(table.cast(schema.arrow_schema()), issues)
 
 

@@ -161,3 +161,27 @@ def test_contract_length_in_words_is_read_and_nonsense_is_a_warning(key_file):
 def test_recruitment_agency_names_are_normalised(key_file):
     row = _row(_run([{**BASE, "recruitment_agency": "PT.  Maju-Bersama  perkasa"}], key_file))
     assert row["recruitment_agency"] == "PT MAJU BERSAMA PERKASA"
+
+
+def test_rows_come_out_in_source_row_order_with_each_rows_own_codes(key_file):
+    # rows handed over out of order (a chunk is normally in order): the output is sorted, and every row keeps
+    # the codes of its own values
+    countries = ["Hong Kong", "Taiwan", "Malaysia", "Singapore"] * 25
+    rows = [{**BASE, "destination_country": c, "source_record_id": f"R{i}"} for i, c in enumerate(countries)]
+    names = sorted({k for r in rows for k in r})
+    order = list(range(len(rows)))[::-1]
+    table = pa.table(
+        {
+            **{n: pa.array([rows[i][n] for i in order], pa.string()) for n in names},
+            "_source_row": pa.array([i + 2 for i in order], pa.int64()),
+        }
+    )
+    result = harmonise(
+        table, _cfg(), sha256="f" * 64, batch_id="test_agency-ffff", received_at=datetime(2025, 1, 1, tzinfo=UTC),
+        secret=load_secret(key_file),
+    )  # fmt: skip
+    out = result.table.to_pylist()
+    assert [r["source_row"] for r in out] == list(range(2, len(rows) + 2))
+    expected = {"Hong Kong": "HKG", "Taiwan": "TWN", "Malaysia": "MYS", "Singapore": "SGP"}
+    assert [r["destination_country"] for r in out] == [expected[c] for c in countries]
+    assert [r["source_record_id"] for r in out] == [f"R{i}" for i in range(len(rows))]
