@@ -444,13 +444,12 @@ def table_text(result: dict) -> str:
             )
     one = result.get("one_file_at_a_time") or {}
     if one.get("cpu_stages"):
-        cs = one["cpu_stages"]
+        cs = {**one["cpu_stages"], "sum": sum(one["cpu_stages"].get(k, 0.0) for k in WORK_STAGES)}
         lines.append("")
         lines.append(
             f"CPU seconds by stage, files one at a time (SDMI_WORKERS=1; the process's CPU, DuckDB's threads "
             f"included; flow {one['work_s']:.2f} s):"
         )
-        cs = {**cs, "sum": sum(cs.get(k, 0.0) for k in WORK_STAGES)}
         lines.append("| " + " | ".join(f"{k:>9}" for k in cs) + " |")
         lines.append("|" + "|".join("-" * 10 + ":" for _ in cs) + "|")
         lines.append("| " + " | ".join(f"{v:>9.2f}" for v in cs.values()) + " |")
