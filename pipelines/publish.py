@@ -730,8 +730,9 @@ def _gx_validate(con: duckdb.DuckDBPyConnection) -> AuditResult:
 
 def _export_parquet(con: duckdb.DuckDBPyConnection, release: Path, names: Sequence[str]) -> None:
     base = release / "parquet"
+    written = dictionary.record_tables()  # their build step wrote them
     for name in names:
-        if name not in dictionary.record_tables():  # those were written by their build step
+        if name not in written:
             (base / name).mkdir(parents=True)
             con.execute(
                 f"COPY {name} TO {_lit(str(base / name / (name + '.parquet')))} (FORMAT parquet, COMPRESSION zstd)"
