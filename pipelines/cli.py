@@ -8,6 +8,8 @@ import gc
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -58,13 +60,16 @@ def _fail(message: str, code: int = 3) -> None:
     raise typer.Exit(code)
 
 
-def _start_prefect(warm_up_gx: bool) -> None:
-    """Prefect's temporary server starts in another process while this one imports the stages and GX, which
-    the run needs anyway; each would otherwise wait for the other (see `pipelines.prefect_api`)."""
+@contextmanager
+def _prefect(warm_up_gx: bool) -> Iterator[None]:
+    """Flows run inside. Prefect's temporary server starts in another process while this one imports the
+    stages and GX, which the run needs anyway; each would otherwise wait for the other (see
+    `pipelines.prefect_api`). Its flow runs send no heartbeats: the server goes with the process."""
     from pipelines import prefect_api
 
     server = prefect_api.launch()
     if server is None:
+        yield
         return
     from pipelines import flows, publish, validate  # noqa: F401
 
@@ -76,10 +81,16 @@ def _start_prefect(warm_up_gx: bool) -> None:
         server.ready()
     except prefect_api.ServerDidNotStart as exc:
         _fail(str(exc))
+    with prefect_api.without_heartbeats():
+        yield
 
 
 def _run(zones: Zones, key_path: Path | None, publish: bool, stable_seconds: float | None, wait: float) -> dict:
-    _start_prefect(warm_up_gx=True)
+    with _prefect(warm_up_gx=True):
+        return _run_flow(zones, key_path, publish, stable_seconds, wait)
+
+
+def _run_flow(zones: Zones, key_path: Path | None, publish: bool, stable_seconds: float | None, wait: float) -> dict:
     from pipelines import flows
     from pipelines import progress as events
 
@@ -241,14 +252,14 @@ def demo_data_cmd(
 def publish(home: Home = None, keep: int = 5, wait: float = 0) -> None:
     """Rebuild and publish the warehouse from every processed batch (write-audit-publish)."""
     zones = _zones(home)
-    _start_prefect(warm_up_gx=False)
-    from pipelines import flows
+    with _prefect(warm_up_gx=False):
+        from pipelines import flows
 
-    try:
-        with flows.writer_lock(zones, wait):
-            result = flows.publish_flow(str(zones.home), keep=keep)
-    except flows.WriterBusy as exc:
-        _fail(str(exc), 4)
+        try:
+            with flows.writer_lock(zones, wait):
+                result = flows.publish_flow(str(zones.home), keep=keep)
+        except flows.WriterBusy as exc:
+            _fail(str(exc), 4)
     console.print_json(json.dumps(result, default=str))
     raise typer.Exit(0 if result.get("switched") else 2)
 

@@ -63,6 +63,15 @@ def publish_memory_limit() -> str:
     return value
 
 
+_BYTES = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def publish_memory_bytes() -> int:
+    """`publish_memory_limit()` in bytes, with DuckDB's units (KB = 1000 bytes, KiB = 1024)."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]+)", publish_memory_limit()).groups()
+    return int(float(number) * _BYTES[unit.upper()])
+
+
 def chunk_rows() -> int:
     """Rows harmonised and validated at a time: memory follows the chunk, not the file."""
     value = os.environ.get("SDMI_CHUNK_ROWS", "200000")

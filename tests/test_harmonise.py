@@ -163,6 +163,27 @@ def test_recruitment_agency_names_are_normalised(key_file):
     assert row["recruitment_agency"] == "PT MAJU BERSAMA PERKASA"
 
 
+def test_values_repeated_across_rows_are_cleaned_once_and_each_row_gets_its_own(key_file):
+    # agency names, contract lengths and dates are worked out once per distinct value, then mapped back
+    agencies = ["PT. Maju-Bersama", None, "pt maju bersama", "CV Sinar  Abadi", "PT. Maju-Bersama"] * 20
+    months = ["24 bulan", "12", None, "dua tahun", "24 bulan"] * 20
+    departures = ["17/08/2024", "1 Januari 2025", "31/02/2024", None, "17/08/2024"] * 20
+    rows = [
+        {**BASE, "recruitment_agency": a, "contract_months": m, "departure_date": d}
+        for a, m, d in zip(agencies, months, departures, strict=True)
+    ]
+    table = _run(rows, key_file).table
+    clean = {
+        "PT. Maju-Bersama": "PT MAJU BERSAMA",
+        "pt maju bersama": "PT MAJU BERSAMA",
+        "CV Sinar  Abadi": "CV SINAR ABADI",
+    }
+    assert table["recruitment_agency"].to_pylist() == [clean.get(a) for a in agencies]
+    assert table["contract_months"].to_pylist() == [{"24 bulan": 24, "12": 12}.get(m) for m in months]
+    parsed = {"17/08/2024": date(2024, 8, 17), "1 Januari 2025": date(2025, 1, 1)}
+    assert table["departure_date"].to_pylist() == [parsed.get(d) for d in departures]
+
+
 def test_rows_come_out_in_source_row_order_with_each_rows_own_codes(key_file):
     # rows handed over out of order (a chunk is normally in order): the output is sorted, and every row keeps
     # the codes of its own values

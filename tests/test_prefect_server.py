@@ -230,3 +230,33 @@ def test_a_temporary_server_that_does_not_answer_stops_the_command_with_a_clear_
     assert proc.returncode == 3
     assert "tidak menjawab" in proc.stderr and "did not answer" in proc.stderr
     assert "PREFECT_API_URL" in proc.stderr
+
+
+FLOW_END = """
+import json
+import time
+from prefect import flow
+from pipelines import cli
+
+ended: list[float] = []
+
+@flow
+def short() -> None:
+    time.sleep(0.3)
+    ended.append(time.perf_counter())
+
+waits = []
+with cli._prefect(warm_up_gx=False):
+    for _ in range(3):
+        short()
+        waits.append(time.perf_counter() - ended[-1])
+print(json.dumps({"waits": waits}))
+"""
+
+
+@pytest.mark.slow
+def test_a_flow_run_on_the_temporary_server_returns_without_waiting_for_a_heartbeat(tmp_path):
+    """Prefect's heartbeat thread sleeps a second at a time and the end of a flow run waits for it: a run of
+    0.3 s returned ~0.7 s after its last step. The temporary server goes with the process: no heartbeats."""
+    waits = sorted(_early_start(tmp_path, FLOW_END)["waits"])
+    assert waits[1] < 0.35, waits
