@@ -28,9 +28,9 @@ demo: $(STAMP) ## write the synthetic demo inbox and run the pipeline end to end
 test: $(STAMP) ## run the test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-bench: $(STAMP) ## benchmarks: floor (DuckDB), peer (dlt), pipeline; ROWS=1000000 by default
+bench: $(STAMP) ## benchmarks: floor (DuckDB), peer (dlt), pipeline; ROWS=1000000 by default, PROFILE=1 adds a py-spy profile
 	$(BIN)/python -m pip install --quiet -e '.[dev,dask,bench]'
-	$(BIN)/python -m pipelines.bench --rows $${ROWS:-1000000}
+	$(BIN)/python -m pipelines.bench --rows $${ROWS:-1000000} $${PROFILE:+--profile}
 
 chaos: $(STAMP) ## long fault-injection runs (kill -9 at seeded points), prints what held
 	$(BIN)/python -m pytest -m chaos -p no:cacheprovider tests/chaos

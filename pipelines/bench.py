@@ -1,6 +1,6 @@
 """`make bench`: the pipeline against a floor (DuckDB CSV -> Parquet) and a peer (dlt -> DuckDB).
 
-    python -m pipelines.bench --rows 1000000 [--repeat 3] [--out data/bench] [--dask]
+    python -m pipelines.bench --rows 1000000 [--repeat 3] [--out data/bench] [--dask] [--profile]
 
 Generates the demo agencies' files at the given size (`pipelines.demo.generate`; reused when the same size
 and seed are already there), then measures on the same files, each several times (median):
@@ -11,6 +11,7 @@ and seed are already there), then measures on the same files, each several times
             persistent PREFECT_HOME), with its per-stage timings
   cpu       the pipeline again with one file at a time (SDMI_WORKERS=1): CPU seconds by stage
   republish `sdmi publish` with no new files, and `sdmi run` on an empty inbox (the fixed cost)
+  profile   with `--profile`: one more run under py-spy, summed by stage and function (`pipelines.profiling`)
 
 The three share the UTF-8 CSV files only (the demo's SISKOP2MI exports): DuckDB cannot decode the
 Windows-1252 and UTF-16 files here (no `encodings` extension offline) and reads neither XLSX nor nested JSON.
@@ -304,10 +305,15 @@ def _result(m: Measured, rows: int, work_s: float) -> dict:
 
 
 def run_pipeline(
-    home: Path, env: dict[str, str], extra_env: dict[str, str] | None = None, publish: bool = True
+    home: Path,
+    env: dict[str, str],
+    extra_env: dict[str, str] | None = None,
+    publish: bool = True,
+    prefix: list[str] | None = None,
 ) -> dict:
+    """`sdmi run` on `home`; `prefix` runs it under another command (py-spy for `--profile`)."""
     run_env = {**env, "SDMI_HOME": str(home), "SDMI_STABLE_SECONDS": "0", **(extra_env or {})}
-    cmd = [*sdmi_command(), "run", "--json", "--stable-seconds", "0"]
+    cmd = [*(prefix or []), *sdmi_command(), "run", "--json", "--stable-seconds", "0"]
     if not publish:
         cmd.append("--no-publish")
     m = measure(cmd, env=run_env)
@@ -486,9 +492,17 @@ def table_text(result: dict) -> str:
                 f"  {name:<10} {r['rows']:>9,} rows  flow {r['work_s']:>7.2f} s  {_rate(r['rows_per_s'])}  "
                 f"wall {r['wall_s']:.1f} s  CPU {r['cpu_s']:.0f} s  peak {_gib(r['peak_rss_bytes'])}"
             )
+    if result.get("profile"):
+        from pipelines import profiling
+
+        lines.append("")
+        lines.append(profiling.table_text(result["profile"]))
     misses = result.get("targets", {}).get("missed") or []
     lines.append("")
-    lines.append("targets missed: " + ("; ".join(misses) if misses else "none"))
+    if result.get("targets", {}).get("checked"):
+        lines.append("targets missed: " + ("; ".join(misses) if misses else "none"))
+    else:
+        lines.append("targets: none checked (their measurements were skipped)")
     return "\n".join(lines)
 
 
@@ -557,7 +571,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dask", action="store_true", help="also run the whole demo inbox: threads, Dask 1 and 2 workers")
     p.add_argument("--dask-repeat", type=int, default=1)
     p.add_argument("--keep-homes", action="store_true", help="keep the pipeline's data roots for inspection")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one run with py-spy (files one at a time): seconds by stage and function, "
+                        "and a flame graph file")  # fmt: skip
+    p.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
     return p.parse_args(argv)
+
+
+def run_profile(inbox: Path, agencies: list[str], out: Path, rows: int, env: dict[str, str], rate: int) -> dict:
+    """One `sdmi run` under py-spy, summed by stage and function (`pipelines.profiling`)."""
+    from pipelines import profiling
+
+    home = out / "homes" / "profile"
+    shutil.rmtree(home, ignore_errors=True)
+    make_inbox(inbox, home, agencies)
+    flame = out / f"profile-{rows}.txt"
+    run = run_pipeline(home, env, {"SDMI_WORKERS": "1"}, prefix=profiling.record_command(flame, rate))
+    shutil.rmtree(home, ignore_errors=True)
+    summary = profiling.summarise(flame.read_text(encoding="utf-8"), rate)
+    return {**summary, "file": str(flame), "work_s": run["work_s"], "wall_s": run["wall_s"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -673,6 +705,14 @@ def main(argv: list[str] | None = None) -> dict:
     if cpus and result["one_file_at_a_time"].get("cpu_stages"):
         ratios.update(cpu_shares(result["one_file_at_a_time"]["cpu_stages"]))
     result["ratios"] = ratios
+
+    if args.profile:
+        try:
+            result["profile"] = run_profile(inbox, agencies, out, args.rows, env, args.profile_rate)
+            print(f"bench: profile written to {result['profile']['file']}", flush=True)
+        except (OSError, RuntimeError) as exc:  # reported, not fatal: the other figures still stand
+            result.setdefault("failures", []).append(f"profile: {str(exc)[-1500:]}")
+            print(f"bench: profile FAILED: {str(exc)[-300:]}", flush=True)
 
     if last_home is not None and "republish" not in args.skip:
         reps = []

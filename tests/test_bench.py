@@ -30,7 +30,8 @@ def test_measure_reports_tree_rss_and_cpu(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_home: Path, prefect_api, monkeypatch):
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)  # the session's server: no temporary server per run
-    args = ["--rows", "2000", "--repeat", "1", "--out", str(tmp_path / "bench"), "--prefect-home", str(prefect_home)]
+    args = ["--rows", "2000", "--repeat", "1", "--out", str(tmp_path / "bench"), "--prefect-home", str(prefect_home),
+            "--profile", "--profile-rate", "250"]  # fmt: skip
     result = bench.main(args + ([] if HAVE_DLT else ["--skip", "peer"]))
     paths = ("floor", "peer", "pipeline") if HAVE_DLT else ("floor", "pipeline")
     written = json.loads((tmp_path / "bench" / "bench-2000.json").read_text(encoding="utf-8"))
@@ -63,6 +64,11 @@ def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_ho
     assert start["one_file"]["files"] == 1 and start["one_file"]["first_file_in_hand_s"] > 0
     assert start["empty"]["files"] == 0 and start["empty"]["wall_s"] > 0
     assert "pipeline / floor" in result["table"]
+    # the profile: py-spy's samples of a real run, by stage, and the flame graph file beside the results
+    profile = written["profile"]
+    assert profile["samples"] > 0 and Path(profile["file"]).stat().st_size > 0
+    assert profile["seconds_by_stage"].get("publish", 0) > 0
+    assert "profile (py-spy" in result["table"]
     # homes are cleaned up; the generated inputs are kept for the next run
     assert not any((tmp_path / "bench" / "homes").glob("pipeline-*"))
     assert (tmp_path / "bench" / "input-2000" / "generated.json").exists()
@@ -97,3 +103,45 @@ def test_cpu_share_sets_validation_against_the_work_stages_cpu_seconds():
            "publish": 6.0}  # fmt: skip
     assert cpu_shares(cpu) == {"validate_cpu_share": 0.15}
     assert cpu_shares({}) == {}
+
+
+PROFILE = "\n".join(
+    [
+        "<module> (sdmi:8);process_file (pipelines/process.py:160);harmonise (pipelines/harmonise.py:120);"
+        "match_values (pipelines/codelists.py:280) 30",
+        "<module> (sdmi:8);process_file (pipelines/process.py:160);validate (pipelines/validate.py:340);"
+        "write_data_docs (pipelines/validate.py:505);render (great_expectations/render/view/view.py:112) 20",
+        "<module> (sdmi:8);publish (pipelines/publish.py:880);execute (duckdb/__init__.py:10) 50",
+        "<module> (sdmi:8);run (prefect/flow_engine.py:700) 10",
+        "_bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:81) 40",
+        "<module> (sdmi:8);__enter__ (contextlib.py:137);_prefect (pipelines/cli.py:72);"
+        "warm_up (pipelines/validate.py:156) 7",
+        "<module> (sdmi:8);process_file (pipelines/process.py:160);validate (pipelines/validate.py:340);"
+        "_find_and_load (<frozen importlib._bootstrap>:1176);"
+        "_compile_bytecode (<frozen importlib._bootstrap_external>:729) 5",
+        "not a stack line",
+    ]
+)  # py-spy's collapsed stacks: root first, the sample count last
+
+
+def test_a_profile_sample_counts_for_the_deepest_pipeline_stage_in_its_stack():
+    from pipelines import profiling
+
+    summary = profiling.summarise(PROFILE, rate=100)
+    assert summary["samples"] == 162 and summary["seconds"] == 1.62
+    assert summary["seconds_by_stage"] == {
+        "publish": 0.5, "waiting": 0.4, "harmonise": 0.3, "validate": 0.2, "other": 0.1, "start-up": 0.07,
+        "imports": 0.05,
+    }  # fmt: skip
+    assert summary["top_functions"][0] == {
+        "function": "execute (duckdb/__init__.py)",
+        "stage": "publish",
+        "seconds": 0.5,
+    }
+
+
+def test_a_profile_sample_of_a_thread_waiting_for_work_is_not_counted_as_a_functions_work():
+    from pipelines import profiling
+
+    functions = [t["function"] for t in profiling.summarise(PROFILE, rate=100)["top_functions"]]
+    assert "_worker (concurrent/futures/thread.py)" not in functions and len(functions) == 6
