@@ -26,7 +26,7 @@ STAGE_OF_MODULE = {
     "pipelines/report.py": "report",
     "pipelines/publish.py": "publish",
 }
-OTHER = "other"  # Prefect, start-up imports, the flow's own bookkeeping
+OTHER = "other"  # Prefect and the flow's own bookkeeping during the run
 WAITING = "waiting"
 STARTUP = "start-up"  # before the flow: Prefect's temporary server, GX's warm-up (`cli._prefect`)
 IMPORTS = "imports"  # a module imported on first use during the run (GX's, mostly): a fixed cost, once
