@@ -77,10 +77,9 @@ def stage_of(stack: list[str]) -> str:
         return STARTUP
     if any(function == "_find_and_load" and file.startswith("<frozen importlib") for function, file in frames):
         return IMPORTS
-    for frame in reversed(stack):
-        stage = STAGE_OF_MODULE.get(_frame(frame)[1])
-        if stage:
-            return stage
+    for _, file in reversed(frames):
+        if file in STAGE_OF_MODULE:
+            return STAGE_OF_MODULE[file]
     return OTHER
 
 
