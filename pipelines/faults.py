@@ -22,7 +22,7 @@ ENV_TRACE = "SDMI_FAULT_TRACE"
 #: Every point the pipeline reaches, in pipeline order; `point()` refuses any other name so a typo in a test
 #: cannot silently inject nothing.
 POINTS: tuple[str, ...] = (
-    "inbox.after_claim",  # ledger says 'claimed', nothing archived yet
+    "inbox.after_claim",  # ledger says 'claimed'; the copy in raw/ still under its temporary name
     "inbox.mid_archive",  # temporary copy in raw/ written and fsynced, not yet renamed
     "inbox.after_archive",  # raw copy final and ledger 'archived', file still in the inbox
     "process.after_read",  # file read into memory, nothing written

@@ -73,33 +73,63 @@ def raw_path(zones: Zones, agency: str, sha256: str, file_name: str = "") -> Pat
     return zones.raw / agency / sha256[:2] / (sha256 + (suffix if _SUFFIX.match(suffix) else ""))
 
 
-def _archive(source: Path, target: Path) -> None:
-    """Content-addressed, written under a temporary name, fsynced, then renamed: never half a file."""
+def _copy_aside(source: Path, folder: Path) -> tuple[Path, str, os.stat_result]:
+    """One pass over the file: copied under a temporary name in `folder`, hashed as it is copied, fsynced.
+    The copy holds exactly the bytes hashed (reading the file to hash it, again to copy it and then the copy to
+    hash it took three passes). Returns the copy, its SHA-256 and the source's status as opened."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".tmp-{uuid.uuid4().hex}"
+    digest = hashlib.sha256()
+    try:
+        with source.open("rb") as src, tmp.open("wb") as dst:
+            opened = os.fstat(src.fileno())
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.chmod(tmp, 0o440)
+    return tmp, digest.hexdigest(), opened
+
+
+def _unchanged(path: Path, before: os.stat_result, opened: os.stat_result) -> bool:
+    """The file named `path` is still the one read, neither appended to nor replaced while it was read."""
+    try:
+        after = path.stat()
+    except FileNotFoundError:
+        return False
+
+    def identity(st: os.stat_result) -> tuple[int, int, int, int]:
+        return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
+
+    return identity(before) == identity(opened) == identity(after)
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+    """Content-addressed: the same bytes may already be there (a resumed claim); never half a file."""
     if target.exists():
+        tmp.unlink()
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".tmp-{target.name}-{uuid.uuid4().hex[:8]}")
-    with source.open("rb") as src, tmp.open("wb") as dst:
-        while chunk := src.read(CHUNK):
-            dst.write(chunk)
-        dst.flush()
-        os.fsync(dst.fileno())
-    os.chmod(tmp, 0o440)
     faults.point("inbox.mid_archive")
     os.replace(tmp, target)
 
 
 def claim(zones: Zones, ledger: Ledger, agency: str, path: Path) -> Claim:
     before = path.stat()
-    digest = sha256_file(path)
-    after = path.stat()
-    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+    tmp, digest, opened = _copy_aside(path, zones.raw / agency)
+    if not _unchanged(path, before, opened):
+        tmp.unlink()
         return Claim("unstable", path, agency)  # replaced or appended while we read it: next pass
-    entry, new = ledger.claim(digest, agency, path.name, after.st_size)
+    entry, new = ledger.claim(digest, agency, path.name, before.st_size)
     if not new:
         if entry.status in IN_FLIGHT and entry.file_name == path.name:
             kind = "resumed"  # the previous run stopped between claim and removal from the inbox
         else:
+            tmp.unlink()
             ledger.record_duplicate(digest, agency, path.name)
             path.unlink(missing_ok=True)
             return Claim("duplicate", path, agency, entry)
@@ -107,12 +137,7 @@ def claim(zones: Zones, ledger: Ledger, agency: str, path: Path) -> Claim:
         kind = "new"
     target = raw_path(zones, agency, digest, path.name)
     faults.point("inbox.after_claim")
-    _archive(path, target)
-    if sha256_file(target) != digest:  # replaced between hashing and copying: not ours yet
-        target.unlink()
-        if kind == "new":
-            ledger.forget_claim(digest)
-        return Claim("unstable", path, agency)
+    _move_into_place(tmp, target)
     ledger.mark_archived(digest, str(target.relative_to(zones.home)))
     faults.point("inbox.after_archive")
     path.unlink(missing_ok=True)
@@ -130,6 +155,7 @@ def recover(zones: Zones, ledger: Ledger) -> list[FileEntry]:
         if entry.status == "claimed":
             ledger.mark_archived(entry.sha256, str(target.relative_to(zones.home)))
         pending.append(entry)
-    for tmp in zones.raw.glob("*/*/.tmp-*"):
-        tmp.unlink(missing_ok=True)
+    for pattern in ("*/.tmp-*", "*/*/.tmp-*"):  # copies being made (and, before, copies being renamed)
+        for tmp in zones.raw.glob(pattern):
+            tmp.unlink(missing_ok=True)
     return pending

@@ -1,3 +1,4 @@
+import hashlib
 import os
 import subprocess
 import sys
@@ -106,17 +107,51 @@ def test_ledger_sequence_orders_files_as_they_are_claimed(tmp_path):
     assert a.batch_id == "x_y-" + "a" * 16
 
 
-def test_a_file_replaced_between_hashing_and_archiving_is_left_for_the_next_pass(tmp_path, monkeypatch):
+def test_a_file_replaced_while_it_is_copied_is_left_for_the_next_pass(tmp_path, monkeypatch):
     zones, ledger = _zones(tmp_path)
     path = _drop(zones, "bp2mi_siskop2mi", "a.csv", b"first version")
-    real_archive = inbox._archive
+    real_copy = inbox._copy_aside
 
-    def replaced_meanwhile(source, target):
-        source.write_bytes(b"second version, longer")
-        real_archive(source, target)
+    def replaced_meanwhile(source, folder):
+        copied = real_copy(source, folder)
+        replacement = source.with_name("a.csv.part")
+        replacement.write_bytes(b"first version")  # the same bytes in a new file renamed over the name
+        os.replace(replacement, source)
+        return copied
 
-    monkeypatch.setattr(inbox, "_archive", replaced_meanwhile)
+    monkeypatch.setattr(inbox, "_copy_aside", replaced_meanwhile)
     claim = inbox.claim(zones, ledger, "bp2mi_siskop2mi", path)
     assert claim.kind == "unstable"
     assert path.exists() and ledger.files() == []
     assert not [p for p in zones.raw.rglob("*") if p.is_file()]
+
+
+def test_a_claim_reads_the_file_once_and_archives_the_bytes_it_hashed(tmp_path, monkeypatch):
+    zones, ledger = _zones(tmp_path)
+    content = os.urandom(3 * inbox.CHUNK + 17)
+    path = _drop(zones, "bp2mi_siskop2mi", "a.csv", content)
+    opened: list[str] = []
+    real_open = Path.open
+
+    def counting_open(self, mode="r", *args, **kwargs):
+        if "r" in mode and self == path:
+            opened.append(mode)
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    claim = inbox.claim(zones, ledger, "bp2mi_siskop2mi", path)
+    monkeypatch.undo()
+    assert claim.kind == "new" and opened == ["rb"]
+    raw = zones.home / claim.entry.raw_path
+    assert raw.read_bytes() == content
+    assert claim.entry.sha256 == hashlib.sha256(content).hexdigest() == inbox.sha256_file(raw)
+    assert not list(zones.raw.rglob(".tmp-*"))
+
+
+def test_recover_removes_a_copy_left_half_made(tmp_path):
+    zones, ledger = _zones(tmp_path)
+    half = zones.raw / "bp2mi_siskop2mi" / ".tmp-0123abcd"
+    half.parent.mkdir(parents=True)
+    half.write_bytes(b"half a fi")
+    assert inbox.recover(zones, ledger) == []
+    assert not half.exists()
