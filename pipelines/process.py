@@ -67,6 +67,18 @@ def process_file(
     secret: WorkerKeySecret,
     run_date: date | None = None,
 ) -> FileOutcome:
+    with settings.sharing_cores():
+        return _process_file(zones, ledger, entry, cfg, secret, run_date)
+
+
+def _process_file(
+    zones: Zones,
+    ledger: Ledger,
+    entry: FileEntry,
+    cfg: AgencyConfig,
+    secret: WorkerKeySecret,
+    run_date: date | None,
+) -> FileOutcome:
     schema = load_schema()
     timings: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -37,11 +38,49 @@ def scratch_duckdb() -> duckdb.DuckDBPyConnection:
     memory was never returned: a loop of the staging step grew the process by ~45 MB per call (measured).
     One database that lives as long as the process purges it, and memory stays flat. Connections keep their
     own temporary tables and registered views, so threads do not see each other's work."""
-    global _scratch
     with _scratch_lock:
-        if _scratch is None or _scratch[0] != os.getpid():  # a forked worker needs its own database
-            _scratch = (os.getpid(), duckdb.connect(config=DUCKDB_CONFIG))
-        return _scratch[1].cursor()
+        return _scratch_database().cursor()
+
+
+def _scratch_database() -> duckdb.DuckDBPyConnection:
+    global _scratch
+    if _scratch is None or _scratch[0] != os.getpid():  # a forked worker needs its own database
+        _scratch = (os.getpid(), duckdb.connect(config=DUCKDB_CONFIG))
+        _files_at_once.clear()
+    return _scratch[1]
+
+
+_files_at_once: list[object] = []  # the files this process works on now (one token each)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _share_cores(database: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB's threads for the scratch database: the cores divided among the files being worked on. Two files
+    in parallel threads each ran DuckDB on both cores, four threads on two. On two files of 828,950 rows in
+    all, sharing took the files' part of `sdmi run` from 8.17-8.33 to 7.66-8.27 s and the process's CPU from
+    27.4-28.2 to 26.7-27.2 s (three alternating runs each); a file alone still gets every core."""
+    threads = max(1, _cores() // max(1, len(_files_at_once)))
+    database.execute(f"SET threads = {threads}")
+
+
+@contextlib.contextmanager
+def sharing_cores() -> Iterator[None]:
+    """Around one file's work: while other files of this process run, DuckDB takes only this file's share."""
+    token = object()
+    with _scratch_lock:
+        database = _scratch_database()
+        _files_at_once.append(token)
+        _share_cores(database)
+    try:
+        yield
+    finally:
+        with _scratch_lock:
+            if token in _files_at_once:  # not when a forked worker's database started afresh meanwhile
+                _files_at_once.remove(token)
+                _share_cores(_scratch_database())
 
 
 def release_memory(collect: bool = True) -> None:

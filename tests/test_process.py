@@ -8,7 +8,7 @@ import io
 import duckdb
 import pyarrow.parquet as pq
 
-from pipelines import config, inbox, mapping
+from pipelines import config, inbox, mapping, process, settings
 from pipelines.keys import load_secret
 from pipelines.ledger import Ledger
 from pipelines.process import _read_and_map, process_file
@@ -97,3 +97,39 @@ def test_issues_hold_every_rule_a_row_broke_in_one_place(tmp_path, key_file):
         .fetchall()
     }
     assert {"harmonise.unknown_code.destination_country", "harmonise.bad_date.departure_date", "nik.format"} <= rules
+
+
+def _duckdb_threads() -> int:
+    con = settings.scratch_duckdb()
+    try:
+        return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    finally:
+        con.close()
+
+
+def test_files_worked_on_at_once_divide_the_cores_among_duckdbs_threads(monkeypatch):
+    monkeypatch.setattr(settings, "_cores", lambda: 4)
+    with settings.sharing_cores():
+        assert _duckdb_threads() == 4
+        with settings.sharing_cores():
+            assert _duckdb_threads() == 2
+            with settings.sharing_cores():
+                assert _duckdb_threads() == 1
+        assert _duckdb_threads() == 4  # the others done: this file has every core again
+
+
+def test_a_file_processed_beside_another_harmonises_with_its_share_of_the_cores(tmp_path, key_file, monkeypatch):
+    monkeypatch.setattr(settings, "_cores", lambda: 2)
+    seen: list[int] = []
+    real = process.harmonise_stage.harmonise
+
+    def harmonise_noting_threads(*args, **kwargs):
+        seen.append(_duckdb_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(process.harmonise_stage, "harmonise", harmonise_noting_threads)
+    with settings.sharing_cores():  # another file of this process, still being worked on
+        _zones, _entry, outcome = _process(tmp_path, key_file, "bp2mi_siskop2mi", "ok.csv", _csv([_good(1)]))
+    assert outcome.status == "processed"
+    assert seen == [1]
+    assert _duckdb_threads() == 2
