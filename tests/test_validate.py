@@ -126,3 +126,61 @@ def test_warning_rule_keeps_the_row_and_agency_expectations_apply(key_file):
     assert issues["contract_months.range"]["severity"] == "warning"
     assert issues["contract_months.range"]["value"] == "120"
     assert issues["test_agency.only_asia"]["severity"] == "warning"
+
+
+def _counting_configurations(monkeypatch) -> list[int]:
+    """Count the configurations GX builds (its own property, which the memo calls)."""
+    validate._gx_module()
+    built = [0]
+    plain = validate._plain_configuration
+
+    def counted(expectation):
+        built[0] += 1
+        return plain(expectation)
+
+    monkeypatch.setattr(validate, "_plain_configuration", counted)
+    return built
+
+
+def _failures_of_a_run(key_file) -> list:
+    rows = [GOOD, {**GOOD, "source_record_id": "B", "nik": "350701450795001"},
+            {**GOOD, "source_record_id": "D", "departure_date": "01/03/2026"}]  # fmt: skip
+    table, cfg = _harmonised(rows, key_file), _cfg()
+    result = validate.run_suite(
+        validate._to_pandas(table), validate.suite_for(cfg), validate.parameters_for(cfg, date(2025, 1, 1))
+    )
+    return sorted(validate._failures(result))
+
+
+def _run_suite_as_gx_does(monkeypatch):
+    """`run_suite` with GX's own property: the memo is switched off for the duration of the call."""
+    real = validate.run_suite
+
+    def run(*args, **kwargs):
+        from great_expectations.expectations.expectation import Expectation
+
+        with monkeypatch.context() as m:
+            m.setattr(Expectation, "configuration", property(validate._plain_configuration))
+            return real(*args, **kwargs)
+
+    return run
+
+
+def test_a_validation_keeps_each_expectations_configuration_and_fails_the_same_rows(key_file, monkeypatch):
+    built = _counting_configurations(monkeypatch)
+    memoised = _failures_of_a_run(key_file)
+    with_memo = built[0]
+    monkeypatch.setattr(validate, "run_suite", _run_suite_as_gx_does(monkeypatch))
+    built[0] = 0
+    assert _failures_of_a_run(key_file) == memoised
+    assert {rule[0] for rule, _ in memoised} >= {"departure_date.range", "nik.format"}
+    assert with_memo * 5 < built[0], (with_memo, built[0])  # GX alone rebuilds one for every argument it reads
+
+
+def test_outside_a_validation_gx_builds_a_fresh_configuration_each_time(monkeypatch):
+    built = _counting_configurations(monkeypatch)
+    import great_expectations as gx
+
+    expectation = gx.expectations.ExpectColumnValuesToNotBeNull(column="nik")
+    assert expectation.configuration is not expectation.configuration
+    assert built[0] == 2
