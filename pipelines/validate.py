@@ -205,6 +205,9 @@ def _to_pandas(table: pa.Table, columns: set[str] | None = None, index: str = "s
             df[column.name] = df[column.name].astype("datetime64[ns]")
         elif pa.types.is_timestamp(column.type):
             df[column.name] = df[column.name].dt.tz_localize(None).astype("datetime64[ns]")
+    # The index named as the id column too: GX then lists failing ids straight from the index. With the id as
+    # a column only, it looked each failing row up (`DataFrame.at`), ~66 microseconds a row.
+    df.index = pd.Index(df[index].to_numpy(), name=index)
     return df
 
 

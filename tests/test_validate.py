@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 
+import pandas as pd
 import pyarrow as pa
+import pytest
 from agency_factory import agency_config
 
 from pipelines import validate
@@ -184,3 +186,14 @@ def test_outside_a_validation_gx_builds_a_fresh_configuration_each_time(monkeypa
     expectation = gx.expectations.ExpectColumnValuesToNotBeNull(column="nik")
     assert expectation.configuration is not expectation.configuration
     assert built[0] == 2
+
+
+def test_gx_lists_failing_rows_from_the_index_without_looking_each_one_up(key_file, monkeypatch):
+    rows = [{**GOOD, "source_record_id": str(i), "nik": "123"} for i in range(50)]  # every NIK fails its format
+    table, cfg = _harmonised(rows, key_file), _cfg()
+    frame = validate._to_pandas(table)
+    monkeypatch.setattr(pd.DataFrame, "at", property(lambda self: pytest.fail("GX looked a failing row up")))
+    result = validate.run_suite(frame, validate.suite_for(cfg), validate.parameters_for(cfg, date(2025, 1, 1)))
+    failing = dict(validate._failures(result))
+    nik_rule = next(rule for rule in failing if rule[0] == "nik.format")
+    assert sorted(failing[nik_rule]) == list(range(2, 52))
