@@ -56,14 +56,6 @@ def waiting_files(zones: Zones) -> dict[str, list[Path]]:
     return found
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,5}$")
 
 

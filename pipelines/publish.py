@@ -122,14 +122,6 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(4 * 1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _release_id(batches: Sequence[BatchRef], agencies: Mapping[str, AgencyConfig], params: dict) -> str:
     """Sortable (UTC time to the millisecond) plus a short hash of what went in."""
     content = json.dumps(
@@ -755,7 +747,7 @@ def _export_parquet(con: duckdb.DuckDBPyConnection, release: Path, names: Sequen
 def _hash_files(release: Path) -> dict[str, dict]:
     files = sorted(p for p in release.rglob("*") if p.is_file() and p.name != "manifest.json")
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        digests = list(pool.map(_sha256_file, files))
+        digests = list(pool.map(settings.sha256_file, files))
     return {
         str(p.relative_to(release)): {"sha256": d, "bytes": p.stat().st_size}
         for p, d in zip(files, digests, strict=True)

@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines import inbox
+from pipelines import inbox, settings
 from pipelines.ledger import Ledger
 from pipelines.settings import Zones
 
@@ -32,7 +32,7 @@ def test_claim_archives_by_content_hash_and_removes_the_file_from_the_inbox(tmp_
     assert not path.exists()
     raw = zones.home / claim.entry.raw_path
     assert raw.read_bytes() == b"x,y\n1,2\n"
-    assert raw.name == inbox.sha256_file(raw) + ".csv"
+    assert raw.name == settings.sha256_file(raw) + ".csv"
     assert claim.entry.status == "archived"
 
 
@@ -82,7 +82,7 @@ def test_a_file_still_being_written_by_another_process_is_not_stable(tmp_path):
 def test_recover_forgets_a_claim_that_never_reached_raw(tmp_path):
     zones, ledger = _zones(tmp_path)
     path = _drop(zones, "bp2mi_siskop2mi", "a.csv", b"abc")
-    ledger.claim(inbox.sha256_file(path), "bp2mi_siskop2mi", "a.csv", 3)  # crash right after the claim
+    ledger.claim(settings.sha256_file(path), "bp2mi_siskop2mi", "a.csv", 3)  # crash right after the claim
     assert inbox.recover(zones, ledger) == []
     assert ledger.files() == []
     assert inbox.claim(zones, ledger, "bp2mi_siskop2mi", path).kind == "new"
@@ -144,7 +144,7 @@ def test_a_claim_reads_the_file_once_and_archives_the_bytes_it_hashed(tmp_path, 
     assert claim.kind == "new" and opened == ["rb"]
     raw = zones.home / claim.entry.raw_path
     assert raw.read_bytes() == content
-    assert claim.entry.sha256 == hashlib.sha256(content).hexdigest() == inbox.sha256_file(raw)
+    assert claim.entry.sha256 == hashlib.sha256(content).hexdigest() == settings.sha256_file(raw)
     assert not list(zones.raw.rglob(".tmp-*"))
 
 

@@ -24,7 +24,7 @@ from chaos.harness import (
     run_sdmi,
 )
 
-from pipelines import demo, inbox
+from pipelines import demo, inbox, settings
 from pipelines.keys import create_key_file
 from pipelines.ledger import Ledger
 from pipelines.settings import Zones
@@ -153,7 +153,7 @@ def test_a_file_changed_by_another_process_while_hashed_is_left_for_the_next_pas
     assert path.exists()
     settled = inbox.claim(zones, ledger, "bp2mi_siskop2mi", path)  # writer gone: the next pass takes it
     assert settled.kind == "new"
-    assert settled.entry.sha256 == inbox.sha256_file(zones.home / settled.entry.raw_path)
+    assert settled.entry.sha256 == settings.sha256_file(zones.home / settled.entry.raw_path)
     assert not path.exists()
 
 
