@@ -7,7 +7,6 @@ inbox. Direct identifiers are masked in what it shows, and problems are counted 
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -16,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
-from pipelines import config, mapping, readers
+from pipelines import config, mapping, readers, settings
 from pipelines.config import AgencyConfig, ReadOptions
 from pipelines.problems import ISSUE_SCHEMA, FileRejected
 from pipelines.schema import PlacementSchema, load_schema
@@ -107,7 +106,7 @@ def check(path: Path, cfg: AgencyConfig, preview_rows: int = 5, run_date: date |
         report.preview.append(
             {k: (MASK if k in hidden and v is not None else v) for k, v in row.items() if k != mapping.ROW}
         )
-    sha = _sha256(path)
+    sha = settings.sha256_file(path)
     throwaway = WorkerKeySecret.from_key(secrets.token_bytes(32), source="throwaway (agency check)")
     harmonised = harmonise.harmonise(
         mapped.table,
@@ -126,14 +125,6 @@ def check(path: Path, cfg: AgencyConfig, preview_rows: int = 5, run_date: date |
     report.rows_quarantined, report.rows_warned = counts.rows_quarantined, counts.rows_warned
     report.rules = _rule_counts(issues)
     return report
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _rule_counts(issues: pa.Table) -> list[RuleCount]:
