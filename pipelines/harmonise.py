@@ -186,11 +186,11 @@ def _harmonise(
         "received": received_at,
     }
     fingerprint_cols = ", ".join(f"coalesce(m.\"{c}\", '')" for c in schema.mapped_field_names())
-    # one statement, one materialised table: each extra temporary table copied every row again (time and
-    # a chunk's peak memory)
-    con.execute(
+    # One statement, read back as Arrow, which the rule checks scan in place. Each temporary table copied
+    # every row again: the extra ones cost time and a chunk's peak memory, and this result as a temporary
+    # table cost a 200,000-row chunk 0.95 -> 0.86 CPU-seconds (copied into DuckDB's storage, then out again).
+    h = con.sql(
         f"""
-        CREATE TEMP TABLE h AS
         WITH s AS (
         SELECT m.{ROW} AS source_row,
                nullif(regexp_replace(m.nik, '[\\s.\\-]', '', 'g'), '') AS nik,
@@ -261,14 +261,25 @@ def _harmonise(
             departure_date__parsed,
             contract_months__raw, {", ".join(f'"{c}__raw"' for c in coded)}
         FROM d""",
-        params,
-    )
+        params=params,
+    ).to_arrow_table()
+    con.register("h", h)
     issues = _issues(con, schema, coded, present | {source_of["occupation_code"]})
-    table = con.sql(f"SELECT {', '.join(schema.names())} FROM h").to_arrow_table()
+    con.unregister("h")
+    table = settings.owned_copy(h.select(schema.names()))  # not the helpers: they go with `h`
+    del h
     rows = table["source_row"]
     if len(rows) > 1 and not pc.all(pc.less(rows[:-1], rows[1:])).as_py():  # DuckDB promises order; check it
         table = table.sort_by("source_row")
     return Harmonised(table.cast(schema.arrow_schema()), issues)
+
+
+def _filled(template: str, fills: dict[str, str]) -> str:
+    """SQL for a message with its placeholders replaced by SQL expressions ('-' where one is NULL)."""
+    sql = _sql_str(template)
+    for placeholder, expr in fills.items():
+        sql = f"replace({sql}, '{placeholder}', coalesce({expr}, '-'))"
+    return sql
 
 
 def _issues(con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict, present: set[str]) -> pa.Table:
@@ -279,30 +290,36 @@ def _issues(con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict
         rule_id, severity, msg_id, msg_en = rule
         shown = "NULL" if field in direct else f"CAST({value} AS VARCHAR)"
         fills = {"{value}": shown}
-        source = "h"
-        if field in coded:  # the value's match details, from the code list's match of that value
-            source = f'h LEFT JOIN cl_{field} AS cl ON cl.value = h."{field}__raw"'
-            fills |= {
-                "{suggestions}": "cl.suggestions",
-                "{code}": f'h."{field}"',
-                "{score}": "CAST(CAST(round(cl.score) AS INTEGER) AS VARCHAR)",
-            }
-        mid, men = _sql_str(msg_id), _sql_str(msg_en)
-        for placeholder, expr in fills.items():
-            mid = f"replace({mid}, '{placeholder}', coalesce({expr}, '-'))"
-            men = f"replace({men}, '{placeholder}', coalesce({expr}, '-'))"
         parts.append(
             f"SELECT source_row, {_sql_str(rule_id)} AS rule_id, {_sql_str(severity)} AS severity, "
-            f"{_sql_str(field)} AS field, {shown} AS value, {mid} AS message_id, {men} AS message_en "
-            f"FROM {source} WHERE {condition}"
+            f"{_sql_str(field)} AS field, {shown} AS value, {_filled(msg_id, fills)} AS message_id, "
+            f"{_filled(msg_en, fills)} AS message_en FROM h WHERE {condition}"
         )
 
+    # A code list's messages depend on the value alone: written once per distinct value that did not match
+    # exactly, then joined to its rows, one pass per field (not one per field and rule).
     for name in coded:
-        raw, match = f'h."{name}__raw"', "cl.match"
-        add(_rule("harmonise.unknown_code.{field}", name, schema), name, f"{match} = 'unknown'", raw)
-        add(_rule("harmonise.ambiguous_code.{field}", name, schema), name, f"{match} = 'ambiguous'", raw)
-        add(_rule("harmonise.fuzzy_match.{field}", name, schema), name, f"{match} = 'fuzzy'", raw)
+        shown = "NULL" if name in direct else "cl.value"
+        fills = {
+            "{value}": shown,
+            "{suggestions}": "cl.suggestions",
+            "{code}": "cl.code",
+            "{score}": "CAST(CAST(round(cl.score) AS INTEGER) AS VARCHAR)",
+        }
+        per_value = []
+        for template, match in (("unknown_code", "unknown"), ("ambiguous_code", "ambiguous"), ("fuzzy_match", "fuzzy")):
+            rule_id, severity, msg_id, msg_en = _rule(f"harmonise.{template}.{{field}}", name, schema)
+            per_value.append(
+                f"SELECT cl.value, {_sql_str(rule_id)} AS rule_id, {_sql_str(severity)} AS severity, {shown} AS shown, "
+                f"{_filled(msg_id, fills)} AS message_id, {_filled(msg_en, fills)} AS message_en "
+                f"FROM cl_{name} AS cl WHERE cl.match = '{match}'"
+            )
+        parts.append(
+            f"SELECT h.source_row, v.rule_id, v.severity, {_sql_str(name)} AS field, v.shown AS value, v.message_id, "
+            f'v.message_en FROM h JOIN ({" UNION ALL ".join(per_value)}) AS v ON v.value = h."{name}__raw"'
+        )
         if name in present and not schema.field(name).required:
+            raw = f'h."{name}__raw"'
             add(_rule("harmonise.missing_value.{field}", name, schema), name, f"{raw} IS NULL", raw)
     for name in DATE_FIELDS:
         add(

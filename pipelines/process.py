@@ -280,7 +280,7 @@ def _process_chunks(
             scope="rows" if chunked else "all", timings=gx_time, judged=judged,
         )  # fmt: skip
         if chunked:
-            kept.append(_copied(harmonised.table.select(kept_columns)))
+            kept.append(settings.owned_copy(harmonised.table.select(kept_columns)))
         lap("validate")
         issues = pa.concat_tables([_as_issue_table(row_issues), harmonised.issues, gx_issues])
         accepted, quarantined, counts = stage.split(harmonised.table, issues, part, schema)
@@ -319,18 +319,6 @@ def _process_chunks(
     counts = stage.apply_file_issues(writer, file_issues, original_rows, read_n, quarantined_n, schema)
     lap("stage")
     return counts
-
-
-def _copied(table: pa.Table) -> pa.Table:
-    """A copy in memory of its own: columns selected from a DuckDB result keep the whole result alive (all of
-    its columns, for as long as any is held), and `combine_chunks` does not copy a column of one chunk."""
-    return pa.table(
-        {
-            name: pa.concat_arrays(column.chunks) if column.num_chunks else column
-            for name, column in zip(table.column_names, table.columns, strict=True)
-        },
-        schema=table.schema,
-    )
 
 
 def _header_only(read: readers.ReadResult) -> readers.ReadResult:

@@ -84,6 +84,18 @@ def sharing_cores() -> Iterator[None]:
                 _share_cores(_scratch_database())
 
 
+def owned_copy(table: pa.Table) -> pa.Table:
+    """A copy in memory of its own: columns selected from a DuckDB result keep the whole result alive (all of
+    its columns, for as long as any is held), and `combine_chunks` does not copy a column of one chunk."""
+    return pa.table(
+        {
+            name: pa.concat_arrays(column.chunks) if column.num_chunks else column
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        },
+        schema=table.schema,
+    )
+
+
 def release_memory(collect: bool = True) -> None:
     """Hand memory freed by finished work back to the system (Linux: glibc's malloc_trim; elsewhere only
     Python's and Arrow's own pools). `collect=False` skips the garbage collector's full pass (per chunk)."""

@@ -7,7 +7,6 @@ import multiprocessing
 import pyarrow as pa
 
 from pipelines import settings
-from pipelines.process import _copied
 
 
 def _buffer_addresses(table: pa.Table) -> set[int]:
@@ -21,7 +20,7 @@ def test_columns_kept_across_chunks_share_no_memory_with_duckdbs_result():
                          "FROM range(1000)").to_arrow_table()  # fmt: skip
     finally:
         con.close()
-    kept = _copied(result.select(["record_key", "source_row"]))
+    kept = settings.owned_copy(result.select(["record_key", "source_row"]))
     assert kept.equals(result.select(["record_key", "source_row"]))
     assert not _buffer_addresses(kept) & _buffer_addresses(result)
 
