@@ -52,6 +52,9 @@ def _meta(rule_id: str, severity: str, field: str, message: Any, hint: Any) -> d
     }
 
 
+NULL_CHECK = "expect_column_values_to_not_be_null"
+
+
 def build_suite(schema: PlacementSchema | None = None) -> dict:
     """The harmonised placement suite as GX 1.x JSON, derived field by field from the schema."""
     schema = schema or load_schema()
@@ -61,7 +64,7 @@ def build_suite(schema: PlacementSchema | None = None) -> dict:
             message, hint = f.required_message()
             expectations.append(
                 {
-                    "type": "expect_column_values_to_not_be_null",
+                    "type": NULL_CHECK,
                     "kwargs": {"column": f.name},
                     "meta": _meta(f"required.{f.name}", "critical", f.name, message, hint),
                 }
@@ -189,13 +192,18 @@ def warm_up() -> None:
         _batch_definition()
 
 
-def _to_pandas(table: pa.Table, columns: set[str] | None = None, index: str = "source_row") -> pd.DataFrame:
+def _to_pandas(
+    table: pa.Table, columns: set[str] | None = None, index: str = "source_row", presence: frozenset[str] = frozenset()
+) -> pd.DataFrame:
     """Only the columns the suite reads, with dtypes GX handles vectorised.
 
     pandas 3's string dtype makes GX null checks report nan, so strings are plain objects; dates are
     datetime64[ns], for which GX's `between` is vectorised (other datetime units fall back to a Python
-    call per row)."""
-    keep = [c for c in table.column_names if columns is None or c in columns or c == index]
+    call per row). A column in `presence` reaches GX as 1.0 where it has a value and NaN where it is null:
+    the suite only asks whether it is null, and the answer is the same row for row without a Python string
+    per value (worker_key and record_key, 64- and ~30-character keys on every row)."""
+    keep = [c for c in table.column_names if (columns is None or c in columns or c == index) and c not in presence]
+    present = {c: np.where(table[c].is_valid().to_numpy(zero_copy_only=False), 1.0, np.nan) for c in presence}
     table = table.select(keep)
     df = table.to_pandas(date_as_object=False, timestamp_as_object=False)
     for column in table.schema:
@@ -205,10 +213,27 @@ def _to_pandas(table: pa.Table, columns: set[str] | None = None, index: str = "s
             df[column.name] = df[column.name].astype("datetime64[ns]")
         elif pa.types.is_timestamp(column.type):
             df[column.name] = df[column.name].dt.tz_localize(None).astype("datetime64[ns]")
+    for name, flags in present.items():
+        df[name] = flags
     # The index named as the id column too: GX then lists failing ids straight from the index. With the id as
     # a column only, it looked each failing row up (`DataFrame.at`), ~66 microseconds a row.
     df.index = pd.Index(df[index].to_numpy(), name=index)
     return df
+
+
+def presence_only(expectations: list[dict], index: str = "source_row") -> frozenset[str]:
+    """Columns that these expectations only check for nulls (plain, no `mostly`, no row condition anywhere in
+    them): GX can judge those on whether each row has a value."""
+    if any("row_condition" in e["kwargs"] for e in expectations):
+        return frozenset()
+    kinds: dict[str, set[str]] = {}
+    for e in expectations:
+        kw = e["kwargs"]
+        named = [kw[k] for k in ("column", "column_A", "column_B") if k in kw] + list(kw.get("column_list", []))
+        plain = e["type"] == NULL_CHECK and set(kw) == {"column"}
+        for column in named:
+            kinds.setdefault(column, set()).add("null" if plain else "other")
+    return frozenset(c for c, k in kinds.items() if k == {"null"} and c != index)
 
 
 def suite_columns(suite_dict: dict) -> set[str]:
@@ -399,7 +424,9 @@ def validate(
     failed: list[tuple[tuple, pa.Array]] = []  # (rule meta, source_row of each row failing it)
     if plan.row_expectations:
         row_suite = {**suite_dict, "expectations": plan.row_expectations}
-        result = run_suite(_to_pandas(table, suite_columns(row_suite)), row_suite, parameters, timings=timings)
+        frame = _to_pandas(table, suite_columns(row_suite), presence=presence_only(plan.row_expectations))
+        result = run_suite(frame, row_suite, parameters, timings=timings)
+        del frame
         results.append(result)
         failed += [(meta, pa.array(entry, pa.int64())) for meta, entry in _failures(result)]
     if plan.value_expectations and table.num_rows:

@@ -197,3 +197,37 @@ def test_gx_lists_failing_rows_from_the_index_without_looking_each_one_up(key_fi
     failing = dict(validate._failures(result))
     nik_rule = next(rule for rule in failing if rule[0] == "nik.format")
     assert sorted(failing[nik_rule]) == list(range(2, 52))
+
+
+def test_keys_checked_only_for_nulls_reach_gx_as_presence_and_fail_the_same_rows(key_file, monkeypatch):
+    rows = [
+        GOOD,
+        {**GOOD, "source_record_id": "B", "nik": None},  # no NIK and no passport: no worker_key
+        {**GOOD, "source_record_id": "C"},
+        {**GOOD, "source_record_id": "D", "nik": None},
+    ]
+    table, cfg = _harmonised(rows, key_file), _cfg()
+    handed: list[pd.DataFrame] = []
+    real = validate.run_suite
+    monkeypatch.setattr(validate, "run_suite", lambda df, *a, **kw: handed.append(df) or real(df, *a, **kw))
+    issues = validate.validate(table, cfg, run_date=date(2025, 1, 1), scope="rows")
+
+    rows_frame = handed[0]
+    assert rows_frame["worker_key"].dtype == "float64"  # 1.0 or NaN, not a Python string per key
+    assert rows_frame["worker_key"].isna().tolist() == [False, True, False, True]
+    assert not rows_frame["record_key"].isna().any()
+    failing = issues.filter(pa.compute.equal(issues["rule_id"], "required.worker_key"))["source_row"].to_pylist()
+    assert sorted(failing) == [3, 5]
+
+
+def test_a_column_with_any_other_check_or_a_row_condition_reaches_gx_as_its_values():
+    null = {"type": validate.NULL_CHECK, "kwargs": {"column": "worker_key"}}
+    regex = {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "nik", "regex": "^[0-9]{16}$"}}
+    nik_null = {"type": validate.NULL_CHECK, "kwargs": {"column": "nik"}}
+    conditional = {
+        "type": validate.NULL_CHECK,
+        "kwargs": {"column": "sex", "row_condition": "nik.notnull()", "condition_parser": "pandas"},
+    }
+    assert validate.presence_only([null, regex, nik_null]) == {"worker_key"}
+    assert validate.presence_only([null, conditional]) == frozenset()
+    assert validate.presence_only([{**null, "kwargs": {"column": "source_row"}}]) == frozenset()  # the index
