@@ -193,17 +193,17 @@ def warm_up() -> None:
 
 
 def _to_pandas(
-    table: pa.Table, columns: set[str] | None = None, index: str = "source_row", presence: frozenset[str] = frozenset()
+    table: pa.Table, columns: set[str] | None = None, index: str = "source_row", stand_ins: dict[str, str] | None = None
 ) -> pd.DataFrame:
     """Only the columns the suite reads, with dtypes GX handles vectorised.
 
     pandas 3's string dtype makes GX null checks report nan, so strings are plain objects; dates are
     datetime64[ns], for which GX's `between` is vectorised (other datetime units fall back to a Python
-    call per row). A column in `presence` reaches GX as 1.0 where it has a value and NaN where it is null:
-    the suite only asks whether it is null, and the answer is the same row for row without a Python string
-    per value (worker_key and record_key, 64- and ~30-character keys on every row)."""
-    keep = [c for c in table.column_names if (columns is None or c in columns or c == index) and c not in presence]
-    present = {c: np.where(table[c].is_valid().to_numpy(zero_copy_only=False), 1.0, np.nan) for c in presence}
+    call per row). A column in `stand_ins` (see `stand_ins`) reaches GX as a float per row instead of a
+    Python string per value, NaN where it is null."""
+    stand_ins = stand_ins or {}
+    keep = [c for c in table.column_names if (columns is None or c in columns or c == index) and c not in stand_ins]
+    standing = {c: _stand_in(table[c], kind) for c, kind in stand_ins.items()}
     table = table.select(keep)
     df = table.to_pandas(date_as_object=False, timestamp_as_object=False)
     for column in table.schema:
@@ -213,27 +213,46 @@ def _to_pandas(
             df[column.name] = df[column.name].astype("datetime64[ns]")
         elif pa.types.is_timestamp(column.type):
             df[column.name] = df[column.name].dt.tz_localize(None).astype("datetime64[ns]")
-    for name, flags in present.items():
-        df[name] = flags
+    for name, values in standing.items():
+        df[name] = values
     # The index named as the id column too: GX then lists failing ids straight from the index. With the id as
     # a column only, it looked each failing row up (`DataFrame.at`), ~66 microseconds a row.
     df.index = pd.Index(df[index].to_numpy(), name=index)
     return df
 
 
-def presence_only(expectations: list[dict], index: str = "source_row") -> frozenset[str]:
-    """Columns that these expectations only check for nulls (plain, no `mostly`, no row condition anywhere in
-    them): GX can judge those on whether each row has a value."""
+def _stand_in(column: pa.ChunkedArray, kind: str) -> np.ndarray:
+    """1.0 per value ("presence"), or the value's number in the column's own dictionary ("identity": equal
+    values, equal numbers, exactly); NaN where null."""
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    if kind == "presence":
+        return np.where(valid, 1.0, np.nan)
+    codes = pc.dictionary_encode(column.combine_chunks()).indices.fill_null(0).to_numpy(zero_copy_only=False)
+    return np.where(valid, codes.astype(np.float64), np.nan)
+
+
+STAND_IN_CHECKS = {NULL_CHECK: "presence", "expect_column_values_to_be_unique": "identity"}
+
+
+def stand_ins(expectations: list[dict], index: str = "source_row") -> dict[str, str]:
+    """Columns these expectations only check for nulls ("presence") or for nulls and repeats ("identity"), with
+    no argument but the column and no row condition anywhere among them: GX judges those on a stand-in that
+    has the same nulls and the same repeats as the values. Keys of 30-64 characters on every row were a
+    Python string each; a 1,924,671-row file's uniqueness check took 1.35 s."""
     if any("row_condition" in e["kwargs"] for e in expectations):
-        return frozenset()
+        return {}
     kinds: dict[str, set[str]] = {}
     for e in expectations:
         kw = e["kwargs"]
         named = [kw[k] for k in ("column", "column_A", "column_B") if k in kw] + list(kw.get("column_list", []))
-        plain = e["type"] == NULL_CHECK and set(kw) == {"column"}
+        kind = STAND_IN_CHECKS.get(e["type"], "values") if set(kw) == {"column"} else "values"
         for column in named:
-            kinds.setdefault(column, set()).add("null" if plain else "other")
-    return frozenset(c for c, k in kinds.items() if k == {"null"} and c != index)
+            kinds.setdefault(column, set()).add(kind)
+    out = {}
+    for column, needed in kinds.items():
+        if column != index and "values" not in needed:
+            out[column] = "identity" if "identity" in needed else "presence"
+    return out
 
 
 def suite_columns(suite_dict: dict) -> set[str]:
@@ -424,7 +443,7 @@ def validate(
     failed: list[tuple[tuple, pa.Array]] = []  # (rule meta, source_row of each row failing it)
     if plan.row_expectations:
         row_suite = {**suite_dict, "expectations": plan.row_expectations}
-        frame = _to_pandas(table, suite_columns(row_suite), presence=presence_only(plan.row_expectations))
+        frame = _to_pandas(table, suite_columns(row_suite), stand_ins=stand_ins(plan.row_expectations))
         result = run_suite(frame, row_suite, parameters, timings=timings)
         del frame
         results.append(result)

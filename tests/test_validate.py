@@ -220,14 +220,39 @@ def test_keys_checked_only_for_nulls_reach_gx_as_presence_and_fail_the_same_rows
     assert sorted(failing) == [3, 5]
 
 
+def test_a_repeated_key_fails_on_its_stand_in_exactly_as_on_its_values(key_file, monkeypatch):
+    rows = [
+        GOOD,
+        {**GOOD, "source_record_id": "B"},
+        {**GOOD, "source_record_id": "A"},
+        {**GOOD, "source_record_id": "C"},
+    ]
+    table, cfg = _harmonised(rows, key_file), _cfg()
+    handed: list[pd.DataFrame] = []
+    real = validate.run_suite
+    monkeypatch.setattr(validate, "run_suite", lambda df, *a, **kw: handed.append(df) or real(df, *a, **kw))
+    issues = validate.validate(table, cfg, run_date=date(2025, 1, 1), scope="file")
+
+    assert handed[0]["record_key"].dtype == "float64"  # a number per distinct key, not the key
+    repeated = issues.filter(pa.compute.equal(issues["rule_id"], "record_key.unique_in_batch"))["source_row"]
+    assert sorted(repeated.to_pylist()) == [2, 4]
+
+
 def test_a_column_with_any_other_check_or_a_row_condition_reaches_gx_as_its_values():
     null = {"type": validate.NULL_CHECK, "kwargs": {"column": "worker_key"}}
+    unique = {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "record_key"}}
     regex = {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "nik", "regex": "^[0-9]{16}$"}}
     nik_null = {"type": validate.NULL_CHECK, "kwargs": {"column": "nik"}}
+    key_null = {"type": validate.NULL_CHECK, "kwargs": {"column": "record_key"}}
+    mostly = {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "worker_key", "mostly": 0.9}}
     conditional = {
         "type": validate.NULL_CHECK,
         "kwargs": {"column": "sex", "row_condition": "nik.notnull()", "condition_parser": "pandas"},
     }
-    assert validate.presence_only([null, regex, nik_null]) == {"worker_key"}
-    assert validate.presence_only([null, conditional]) == frozenset()
-    assert validate.presence_only([{**null, "kwargs": {"column": "source_row"}}]) == frozenset()  # the index
+    assert validate.stand_ins([null, unique, key_null, regex, nik_null]) == {
+        "worker_key": "presence",
+        "record_key": "identity",
+    }
+    assert validate.stand_ins([null, mostly]) == {}
+    assert validate.stand_ins([null, conditional]) == {}
+    assert validate.stand_ins([{**null, "kwargs": {"column": "source_row"}}]) == {}  # the index
