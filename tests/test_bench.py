@@ -145,3 +145,12 @@ def test_a_profile_sample_of_a_thread_waiting_for_work_is_not_counted_as_a_funct
 
     functions = [t["function"] for t in profiling.summarise(PROFILE, rate=100)["top_functions"]]
     assert "_worker (concurrent/futures/thread.py)" not in functions and len(functions) == 6
+
+
+def test_a_run_stalled_on_the_disk_does_not_count_half_in_two_repeats():
+    fast = {"rows": 1000, "work_s": 4.9, "cpu_s": 8.6, "peak_rss_bytes": 1}
+    stalled = {"rows": 1000, "work_s": 54.4, "cpu_s": 9.6, "peak_rss_bytes": 2}
+    summary = bench.summarise([stalled, fast])
+    assert summary["work_s"] == 4.9
+    assert summary["rows_per_s"] == round(1000 / 4.9)
+    assert bench.summarise([fast, stalled, {**fast, "work_s": 5.1}])["work_s"] == 5.1  # odd: the middle run
