@@ -193,17 +193,20 @@ def warm_up() -> None:
 
 
 def _to_pandas(
-    table: pa.Table, columns: set[str] | None = None, index: str = "source_row", stand_ins: dict[str, str] | None = None
+    table: pa.Table,
+    columns: set[str] | None = None,
+    index: str = "source_row",
+    substitutes: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Only the columns the suite reads, with dtypes GX handles vectorised.
 
     pandas 3's string dtype makes GX null checks report nan, so strings are plain objects; dates are
     datetime64[ns], for which GX's `between` is vectorised (other datetime units fall back to a Python
-    call per row). A column in `stand_ins` (see `stand_ins`) reaches GX as a float per row instead of a
-    Python string per value, NaN where it is null."""
-    stand_ins = stand_ins or {}
-    keep = [c for c in table.column_names if (columns is None or c in columns or c == index) and c not in stand_ins]
-    standing = {c: _stand_in(table[c], kind) for c, kind in stand_ins.items()}
+    call per row). A column in `substitutes` (column -> kind, from `stand_ins`) reaches GX as a float per row
+    instead of a Python string per value, NaN where it is null."""
+    substitutes = substitutes or {}
+    keep = [c for c in table.column_names if (columns is None or c in columns or c == index) and c not in substitutes]
+    standing = {c: _stand_in(table[c], kind) for c, kind in substitutes.items()}
     table = table.select(keep)
     df = table.to_pandas(date_as_object=False, timestamp_as_object=False)
     for column in table.schema:
@@ -443,9 +446,8 @@ def validate(
     failed: list[tuple[tuple, pa.Array]] = []  # (rule meta, source_row of each row failing it)
     if plan.row_expectations:
         row_suite = {**suite_dict, "expectations": plan.row_expectations}
-        frame = _to_pandas(table, suite_columns(row_suite), stand_ins=stand_ins(plan.row_expectations))
+        frame = _to_pandas(table, suite_columns(row_suite), substitutes=stand_ins(plan.row_expectations))
         result = run_suite(frame, row_suite, parameters, timings=timings)
-        del frame
         results.append(result)
         failed += [(meta, pa.array(entry, pa.int64())) for meta, entry in _failures(result)]
     if plan.value_expectations and table.num_rows:
