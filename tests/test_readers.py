@@ -10,6 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from pipelines import readers
 from pipelines.config import ReadOptions
 from pipelines.problems import ISSUE_SCHEMA, FileRejected
 from pipelines.readers import ReadResult, normalise_header, read_file, sniff_format
@@ -580,3 +581,28 @@ def test_csv_windows1252_byte_past_the_sample_is_still_detected(tmp_path):
 def test_csv_nul_byte_past_the_sample_is_rejected_as_binary(tmp_path):
     body = b"NIK,Nama\n" + b"001,Ani\n" * 200_000 + b"002,\x00\n"
     assert rejected(write(tmp_path, "f.csv", body)).code == "binary_content"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"\xe2\x82\xac", b"\xe2\x82", b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\xef\xbf\xbe"],
+    ids=["euro", "cut-euro", "surrogate", "overlong", "beyond-unicode", "noncharacter"],
+)
+@pytest.mark.parametrize("offset", [0, 1, 2, 3], ids=lambda n: f"block-end-{n}")
+def test_utf8_check_agrees_with_python_where_a_character_straddles_two_blocks(tmp_path, monkeypatch, tail, offset):
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 64)
+    data = b"x" * (64 - offset) + tail + b"\nok\n"
+    path = write(tmp_path, "f.csv", data)
+    try:
+        data.decode("utf-8")
+        python_says = True
+    except UnicodeDecodeError:
+        python_says = False
+    assert readers._utf8_valid(path) is python_says
+    assert (readers._verify(path, "utf-8") is None) is python_says
+
+
+def test_utf8_file_with_nul_bytes_is_binary(tmp_path):
+    with pytest.raises(FileRejected) as info:
+        readers._verify(write(tmp_path, "f.csv", b"A,B\n1,\x002\n"), "utf-8")
+    assert info.value.code == "binary_content"
