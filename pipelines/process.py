@@ -196,7 +196,7 @@ def _process_file(
             warnings=warnings,
             duplicate_of=None,
         ),
-        pq.read_table(staged / "issues.parquet"),
+        report.read_issues(staged / "issues.parquet"),
         pq.read_table(staged / "quarantined.parquet"),
         mapped.identifier_headers,
         hints,
@@ -307,6 +307,7 @@ def _process_chunks(
         docs_page="validation-whole-file.html", scope="file", timings=gx_time,
     )  # fmt: skip
     del kept
+    settings.release_memory(collect=False)  # the whole file's key columns, before the report's own share
     lap("validate")
     if not file_issues.num_rows:
         return stage.StagedCounts(read_n, accepted_n, quarantined_n, warned_n)

@@ -30,6 +30,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from pipelines import faults, settings
@@ -51,6 +52,7 @@ EXAMPLE_LIMIT = 5  # distinct example values per problem
 # Message variants per problem: a message that quotes its value differs per row; the examples show the values.
 MESSAGE_LIMIT = 1
 VALUE_DISPLAY_CHARS = 80
+CSV_SLICE_ROWS = 20_000  # rejected rows turned into CSV text at a time
 XLSX_MAX_ROWS = 20_000  # beyond this, the CSV (always complete) is the tool: nobody fixes more by hand
 XLSX_MAX_CELL = 32_767  # Excel's cell limit (characters)
 
@@ -139,7 +141,14 @@ def _neutralised(values: pa.Array) -> pa.Array:
     risky = pc.starts_with(values, _FORMULA_START[0])
     for start in _FORMULA_START[1:]:
         risky = pc.or_(risky, pc.starts_with(values, start))
-    return pc.if_else(risky, pc.binary_join_element_wise("'", values, ""), values)
+    return pc.if_else(risky, _joined("'", values), values)
+
+
+def _joined(*parts: pa.Array | str, separator: str = "") -> pa.Array:
+    """Arrow's element-wise join over large strings (pieces of text included)."""
+    return pc.binary_join_element_wise(
+        *(pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in (*parts, separator))
+    )
 
 
 def _xlsx_text(value: str) -> str:
@@ -269,13 +278,28 @@ class Problem:
     hint: Bilingual | None
 
 
+# Issue columns that repeat a few texts over every row: read dictionary-encoded, a staged issues file of
+# 346,379 rows takes 13 MB instead of 79 MB (the two files of a 5M run end together, in the report)
+REPEATED_ISSUE_COLUMNS = ("rule_id", "severity", "field", "message_id", "message_en")
+
+
+def read_issues(path: Path) -> pa.Table:
+    """A staged issues file, its repeated texts dictionary-encoded."""
+    return pq.read_table(path, read_dictionary=list(REPEATED_ISSUE_COLUMNS))
+
+
 def _issues_table(issues: pa.Table | None) -> pa.Table:
     if issues is None or issues.num_rows == 0:
         return ISSUE_SCHEMA.empty_table()
     missing = [f.name for f in ISSUE_SCHEMA if f.name not in issues.column_names]
     if missing:
         raise ValueError(f"issues table lacks columns {missing}")
-    return issues.select(ISSUE_SCHEMA.names).cast(ISSUE_SCHEMA)
+    columns = []
+    for f in ISSUE_SCHEMA:
+        column = issues[f.name]
+        encoded = pa.types.is_dictionary(column.type) and column.type.value_type == f.type
+        columns.append(column if encoded else column.cast(f.type))  # DuckDB reads a dictionary as its values
+    return pa.Table.from_arrays(columns, names=ISSUE_SCHEMA.names)
 
 
 def _problems(
@@ -328,13 +352,14 @@ def _problems(
     rows_by_rule = con.sql(
         "SELECT rule_id, source_row FROM issues WHERE source_row IS NOT NULL GROUP BY ALL ORDER BY ALL"
     ).to_arrow_table()
-    rule_col = rows_by_rule["rule_id"].to_numpy(zero_copy_only=False)
-    row_col = rows_by_rule["source_row"].to_numpy()
+    rules = pc.dictionary_encode(rows_by_rule["rule_id"]).combine_chunks()  # no Python string per row
+    rule_col, row_col = rules.indices.to_numpy(), rows_by_rule["source_row"].to_numpy()
+    rule_code = {name: code for code, name in enumerate(rules.dictionary.to_pylist())}
 
     problems = []
     for rule_id, critical, n_rows, fields in summary:
         fields = list(fields or [])
-        row_list, more = compress_rows(row_col[rule_col == rule_id])
+        row_list, more = compress_rows(row_col[rule_col == rule_code.get(rule_id, -1)])
         problems.append(
             Problem(
                 rule_id=rule_id,
@@ -403,13 +428,37 @@ def _cell_columns(
 
 
 def _write_csv(path: Path, header: list[str], columns: Sequence[pa.Array]) -> None:
-    """UTF-8 with BOM: Excel then reads Indonesian names (and any script) correctly."""
+    """UTF-8 with BOM: Excel then reads Indonesian names (and any script) correctly.
+
+    The rows are built by Arrow, all columns at once, quoted as `csv.writer` quotes (only a cell holding a
+    comma, a quote or a line break): 12,704 rows x 19 columns in 0.08 s instead of 0.15 s a row at a time.
+    `CSV_SLICE_ROWS` rows at a time, so that memory does not grow with the rows rejected."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([neutralise(h) for h in header])
-        writer.writerows(zip(*(_neutralised(c).to_pylist() for c in columns), strict=True))
+        csv.writer(fh).writerow([neutralise(h) for h in header])
+    total = len(columns[0]) if columns else 0
+    with tmp.open("ab") as fh:
+        for start in range(0, total, CSV_SLICE_ROWS):
+            n = min(CSV_SLICE_ROWS, total - start)
+            cells = _neutralised(_all_cells([c.slice(start, n) for c in columns]))
+            quoted = _joined('"', pc.replace_substring(cells, '"', '""'), '"')
+            cells = pc.if_else(pc.match_substring_regex(cells, '[",\r\n]'), quoted, cells)
+            rows = _joined(*(cells.slice(i * n, n) for i in range(len(columns))), separator=",")
+            fh.write(_utf8_of(_joined(rows, "\r\n")))
     _put_in_place(tmp, path)
+
+
+def _all_cells(columns: Sequence[pa.Array]) -> pa.Array:
+    """The columns one after another in one array: one compute call per step for all of them (large offsets:
+    together they may pass 2 GB)."""
+    return pa.concat_arrays([c.cast(pa.large_string()) for c in columns])
+
+
+def _utf8_of(values: pa.Array) -> memoryview:
+    """The text of a string array without nulls, concatenated, straight from its data buffer."""
+    width = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    offsets = np.frombuffer(values.buffers()[1], dtype=width)[values.offset : values.offset + len(values) + 1]
+    return memoryview(values.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
 
 
 def _write_xlsx(path: Path, header: list[str], columns: Sequence[pa.Array]) -> None:
@@ -452,27 +501,30 @@ SHEET_XML = "xl/worksheets/sheet1.xml"
 
 
 def _sheet_rows(columns: Sequence[pa.Array], styles: Sequence[int], first_row: int = 2) -> bytes:
-    """SpreadsheetML rows of inline-string cells, built a column at a time. Each value as `_xlsx_text(neutralise(v))`
-    makes it (no formula, no control character, cut at Excel's limit), then escaped as XlsxWriter escapes it."""
+    """SpreadsheetML rows of inline-string cells, built by Arrow for all columns at once (12,704 rows x 19
+    columns: 0.13 s, against 0.25 s a column at a time and joined in Python). Each value as
+    `_xlsx_text(neutralise(v))` makes it (no formula, no control character, cut at Excel's limit), then escaped
+    as XlsxWriter escapes it."""
     from xlsxwriter.utility import xl_col_to_name
 
-    numbers = pa.array(range(first_row, first_row + len(columns[0])), pa.int64()).cast(pa.string())
+    n = len(columns[0])
+    numbers = pa.array(range(first_row, first_row + n), pa.int64()).cast(pa.large_string())
+    values = _neutralised(_all_cells(columns))
+    values = pc.replace_substring_regex(values, _ILLEGAL_XLSX_CHARS.pattern, "\ufffd")
+    values = pc.utf8_slice_codeunits(values, 0, XLSX_MAX_CELL)
+    # SpreadsheetML's own escapes, as XlsxWriter writes them: a literal `_xHHHH_` keeps its underscore,
+    # a carriage return (which XML would turn into a line feed) and the two non-characters are escaped
+    values = pc.replace_substring_regex(values, "(_x[0-9a-fA-F]{4}_)", "_x005F\\1")
+    for raw, escaped in (("\r", "_x000D_"), ("\ufffe", "_xFFFE_"), ("\uffff", "_xFFFF_")):
+        values = pc.replace_substring(values, raw, escaped)
+    for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        values = pc.replace_substring(values, raw, escaped)
     parts: list[Any] = []
-    for i, values in enumerate(columns):
-        values = _neutralised(values)
-        values = pc.replace_substring_regex(values, _ILLEGAL_XLSX_CHARS.pattern, "\ufffd")
-        values = pc.utf8_slice_codeunits(values, 0, XLSX_MAX_CELL)
-        # SpreadsheetML's own escapes, as XlsxWriter writes them: a literal `_xHHHH_` keeps its underscore,
-        # a carriage return (which XML would turn into a line feed) and the two non-characters are escaped
-        values = pc.replace_substring_regex(values, "(_x[0-9a-fA-F]{4}_)", "_x005F\\1")
-        for raw, escaped in (("\r", "_x000D_"), ("\ufffe", "_xFFFE_"), ("\uffff", "_xFFFF_")):
-            values = pc.replace_substring(values, raw, escaped)
-        for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
-            values = pc.replace_substring(values, raw, escaped)
+    for i in range(len(columns)):
         opening = f'" s="{styles[i]}" t="inlineStr"><is><t xml:space="preserve">'
-        parts += [f'<c r="{xl_col_to_name(i)}', numbers, opening, values, "</t></is></c>"]
-    rows = pc.binary_join_element_wise('<row r="', numbers, '">', *parts, "</row>", "")
-    return "".join(rows.to_pylist()).encode("utf-8")
+        parts += [f'<c r="{xl_col_to_name(i)}', numbers, opening, values.slice(i * n, n), "</t></is></c>"]
+    rows = _joined('<row r="', numbers, '">', *parts, "</row>")
+    return bytes(_utf8_of(rows))
 
 
 def _add_sheet_rows(workbook: Path, dimension: str, rows: bytes) -> None:
