@@ -450,8 +450,8 @@ def _write_csv(path: Path, header: list[str], columns: Sequence[pa.Array]) -> No
 
 def _all_cells(columns: Sequence[pa.Array]) -> pa.Array:
     """The columns one after another in one array: one compute call per step for all of them (large offsets:
-    together they may pass 2 GB)."""
-    return pa.concat_arrays([c.cast(pa.large_string()) for c in columns])
+    together they may pass 2 GB). An empty cell is "", never null: the rows are read off the text buffer."""
+    return pa.concat_arrays([pc.fill_null(c.cast(pa.large_string()), "") for c in columns])
 
 
 def _utf8_of(values: pa.Array) -> memoryview:

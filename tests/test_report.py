@@ -575,11 +575,11 @@ def test_csv_rows_are_the_bytes_csv_writer_writes_row_by_row(tmp_path: Path, mon
     monkeypatch.setattr(report, "CSV_SLICE_ROWS", slice_rows)
 
     header = ["value", "=head", REASON_COLUMN, ROW_COLUMN]
-    values = [*TRICKY_CELLS, 'say "hi", twice', "\r\n"]
+    values = [*TRICKY_CELLS, 'say "hi", twice', "\r\n", None]
     cells = [[v, f"{v},{i}", f"reason {i}", str(i + 2)] for i, v in enumerate(values)]
     _write_csv(tmp_path / "ours.csv", header, [pa.array(column, pa.string()) for column in zip(*cells, strict=True)])
     with (tmp_path / "theirs.csv").open("w", encoding="utf-8-sig", newline="") as fh:
-        csv.writer(fh).writerows([[neutralise(v) for v in row] for row in [header, *cells]])
+        csv.writer(fh).writerows([[neutralise(v or "") for v in row] for row in [header, *cells]])
     assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "theirs.csv").read_bytes()
 
 
