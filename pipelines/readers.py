@@ -480,7 +480,7 @@ def _candidate_encodings(path: Path, head: bytes, options: ReadOptions) -> list[
 
 def _utf8_valid(path: Path) -> bool:
     """Whether the whole file is UTF-8, checked by Arrow block by block: 0.03-0.04 s for 95 MB, against 0.19 s
-    for Python's decoder, and without holding the GIL that the other files' threads need.
+    for Python's decoder, and without holding the GIL that the other files' threads need. NUL bytes mean binary.
 
     A block is checked up to its last lead byte, which starts the next block, so that no character is split."""
     block = bytearray(CHUNK_BYTES + 4)
@@ -489,6 +489,8 @@ def _utf8_valid(path: Path) -> bool:
     with open(path, "rb") as f:
         while n := f.readinto(view[kept : kept + CHUNK_BYTES]):
             end = kept + n
+            if block.find(b"\x00", 0, end) >= 0:
+                raise _binary()
             cut = next((i for i in range(end - 1, max(end - 4, 0) - 1, -1) if block[i] & 0xC0 != 0x80), end)
             if not _arrow_utf8(view[:cut]):
                 return False
@@ -512,8 +514,6 @@ def _verify(path: Path, encoding: str) -> UnicodeDecodeError | None:
 
     UTF-8 is checked by Arrow first; only a file that fails is decoded by Python, to say at which byte."""
     if _known_codec(encoding) in ("utf-8", "utf-8-sig") and _utf8_valid(path):
-        if _has_nul(path):
-            raise _binary()
         return None
     try:
         dec = codecs.getincrementaldecoder(encoding)(errors="strict")
