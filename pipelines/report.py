@@ -455,9 +455,9 @@ def _all_cells(columns: Sequence[pa.Array]) -> pa.Array:
 
 
 def _utf8_of(values: pa.Array) -> memoryview:
-    """The text of a string array without nulls, concatenated, straight from its data buffer."""
-    width = np.int64 if pa.types.is_large_string(values.type) else np.int32
-    offsets = np.frombuffer(values.buffers()[1], dtype=width)[values.offset : values.offset + len(values) + 1]
+    """The text of a large-string array without nulls (what `_joined` returns), concatenated, straight from its
+    data buffer."""
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
     return memoryview(values.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
 
 
