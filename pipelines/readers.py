@@ -44,6 +44,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import math
 import mmap
@@ -1008,12 +1009,31 @@ def _check_unclosed_tail(table: pa.Table, names: list[str], delimiter: str) -> N
 
 
 # --------------------------------------------------------------------------------------------- XLSX
+#
+# A sheet is read by calamine (Rust, `python-calamine`) instead of openpyxl's parser in Python: the demo's
+# 10,000-row, 16-column sheet 2.25 -> 0.38 s, 100,009 rows 8.6-9.0 -> 2.2-2.3 s, the same table and warnings.
+# Calamine holds a sheet as a grid from its first to its last cell, 32 bytes a cell, empty ones included: one
+# stray value at XFD20001 under 20,000 rows took 10 GB and 32 s.
+# So the sheet's XML is scanned first (`_scan_sheet`: its extent, merged ranges, formulas that saved no value,
+# error cells), and a sheet whose grid would be far larger than the cells it holds is read by openpyxl's
+# streaming parser instead. Both give the same cells (tests/test_readers.py reads each case both ways).
 
 _MERGE_RE = re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*?\bref="([A-Z]{1,3}[0-9]{1,7})(?::([A-Z]{1,3}[0-9]{1,7}))?"')
+_ROOT_RE = re.compile(rb"<(\w+:)?worksheet\b")
+_ROW_NUMBER_RE = re.compile(rb'row\b[^>]*?\sr="([0-9]{1,7})"')
+_CELL_RE = re.compile(rb"<((?:\w+:)?)c\b([^>]*?)(?:/>|>(.*?)</\1c>)", re.S)
+_REF_ATTR_RE = re.compile(rb'\sr="([A-Z]{1,3})([0-9]{1,7})"')
+_TYPE_ATTR_RE = re.compile(rb'\st="(\w+)"')
+_FORMULA_RE = re.compile(rb"<(?:\w+:)?f[\s/>]")
+_VALUE_RE = re.compile(rb"<(?:\w+:)?v>([^<]+)</(?:\w+:)?v>")
+SCAN_BLOCK_BYTES = 4 << 20
+XLSX_BLOCK_ROWS = 20_000
+# a sheet goes to openpyxl when calamine's grid would hold more than twice its cells and a million more
+SPARSE_SLACK_CELLS = 1_000_000
 
 
 def _check_zip(path: Path, options: ReadOptions) -> None:
-    """Zip-bomb and XML-bomb guards, before openpyxl sees anything."""
+    """Zip-bomb and XML-bomb guards, before any XML parser sees the workbook."""
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
@@ -1039,11 +1059,8 @@ def _check_zip(path: Path, options: ReadOptions) -> None:
             for i in infos:
                 if i.filename.endswith((".xml", ".rels", ".vml")):
                     with z.open(i) as f:
-                        prolog = f.read(4096)
-                    if prolog.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-                        prolog = prolog.decode("utf-16", errors="replace").encode()
-                    if b"<!DOCTYPE" in prolog.upper() or b"<!ENTITY" in prolog.upper():
-                        raise _unsafe_xml(i.filename)
+                        if _prolog_declares_dtd(f):
+                            raise _unsafe_xml(i.filename)
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
@@ -1057,6 +1074,38 @@ def _check_zip(path: Path, options: ReadOptions) -> None:
         raise _corrupt_xlsx(exc) from None
 
 
+def _prolog_declares_dtd(f: Any) -> bool:
+    """Whether a declaration (`<!DOCTYPE`, where entities are declared) comes before the root element.
+    Comments and processing instructions of any length may come first; only the prolog is read."""
+    first = f.read(1 << 16)
+    encoding = "utf-16" if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8"
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    text, eof = decoder.decode(first, final=not first), not first
+    closing: str | None = None  # the end of the comment or instruction being skipped
+    while True:
+        if closing is None:
+            text = text.lstrip("\ufeff \t\r\n")
+            if len(text) >= 4 or eof:
+                if text.startswith("<!--"):
+                    closing, text = "-->", text[4:]
+                elif text.startswith("<?"):
+                    closing, text = "?>", text[2:]
+                else:
+                    return text.startswith("<!")
+                continue
+        else:
+            end = text.find(closing)
+            if end >= 0:
+                text, closing = text[end + len(closing) :], None
+                continue
+            if eof:
+                return False
+            text = text[-(len(closing) - 1) :]
+        chunk = f.read(1 << 16)
+        eof = not chunk
+        text += decoder.decode(chunk, final=eof)
+
+
 def _unsafe_xml(part: str) -> FileRejected:
     return _reject(
         "unsafe_xml",
@@ -1067,29 +1116,141 @@ def _unsafe_xml(part: str) -> FileRejected:
     )
 
 
-def _merges(z: zipfile.ZipFile, member: str) -> list[tuple[int, int, int, int]]:
-    """Merged ranges (min_row, min_col, max_row, max_col), scanned from the raw sheet XML (no entities)."""
-    from openpyxl.utils.cell import coordinate_to_tuple
+def _column_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ch - 64
+    return n
 
-    out: list[tuple[int, int, int, int]] = []
+
+@dataclass
+class _SheetScan:
+    """What the sheet's XML says before any parser reads it."""
+
+    rows: int = 0  # highest row number of a cell (written with a value or not)
+    columns: int = 0  # highest column number of a cell
+    cells: int = 0
+    merges: list[tuple[int, int, int, int]] = field(default_factory=list)  # min_row, min_col, max_row, max_col
+    formula_missing: list[str] = field(default_factory=list)  # formula cells without a saved value
+    errors: dict[int, dict[int, str]] = field(default_factory=dict)  # row -> column -> '#N/A', '#DIV/0!'...
+
+    @property
+    def sparse(self) -> bool:
+        return self.rows * self.columns > 2 * self.cells + SPARSE_SLACK_CELLS
+
+
+def _scan_sheet(z: zipfile.ZipFile, member: str) -> _SheetScan:
+    """One streamed pass over the sheet's XML, a block at a time, cut after a row's tag so that no cell is
+    split. Cells are parsed one by one only in a block that has a formula or an error cell; the widest column
+    is found by searching for a cell beyond the widest one seen so far (`_wider_than`), which on most sheets
+    matches once, in the first row. 1,588,308 cells (56 MB of XML): 0.4 s, of which 0.15 s is inflating it."""
+    scan = _SheetScan()
     carry = b""
+    wider = _wider_than(0)
+    cell_tags, formula_tags = (b"<c ", b":c "), (b"<f", b":f")  # until the root element names its prefix
     with z.open(member) as f:
-        while chunk := f.read(4 << 20):
+        while True:
+            chunk = f.read(SCAN_BLOCK_BYTES)
             buf = carry + chunk
-            end = 0
-            for m in _MERGE_RE.finditer(buf):
-                a = coordinate_to_tuple(m.group(1).decode())
-                b = coordinate_to_tuple(m.group(2).decode()) if m.group(2) else a
-                out.append((min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1])))
-                end = m.end()
-            carry = buf[max(end, len(buf) - 512) :]
+            if not scan.cells and (root := _ROOT_RE.search(buf)):
+                prefix = root.group(1) or b""
+                cell_tags, formula_tags = (b"<" + prefix + b"c ",), (b"<" + prefix + b"f",)
+            cut = buf.rfind(b"row>") + 4 if chunk else len(buf)
+            part, carry = (buf[:cut], buf[cut:]) if cut >= 4 else (b"", buf)
+            scan.cells += sum(part.count(tag) for tag in cell_tags)
+            rows = _ROW_NUMBER_RE.findall(part)
+            if rows:
+                scan.rows = max(scan.rows, max(map(int, rows)))
+            pos = 0
+            while m := wider.search(part, pos):
+                scan.columns, pos = _column_number(m.group(1)), m.end()
+                wider = _wider_than(scan.columns)
+            if any(tag in part for tag in formula_tags) or b't="e"' in part:
+                _scan_cells(part, scan)
+            if b"mergeCell" in part:
+                for m in _MERGE_RE.finditer(part):
+                    a = _cell_position(m.group(1))
+                    b = _cell_position(m.group(2)) if m.group(2) else a
+                    scan.merges.append((min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1])))
+            if not chunk:
+                break
+    return scan
+
+
+def _column_letters(n: int) -> str:
+    out = ""
+    while n > 0:
+        n, rest = divmod(n - 1, 26)
+        out = chr(65 + rest) + out
     return out
+
+
+def _wider_than(column: int) -> re.Pattern[bytes]:
+    """A cell reference (` r="AB12"`) whose column comes after `column`: more letters, or as many and
+    later in the alphabet."""
+    letters = _column_letters(column)
+    n = len(letters)
+    options = [f"[A-Z]{{{n + 1},3}}"] if n < 3 else []
+    for i, ch in enumerate(letters):
+        if ch != "Z":
+            options.append(f"{letters[:i]}[{chr(ord(ch) + 1)}-Z][A-Z]{{{n - i - 1}}}")
+    if not options:
+        options = ["(?!)"]
+    return re.compile(rb' r="(' + "|".join(options).encode() + rb")[0-9]")  # a literal start: a fast search
+
+
+def _cell_position(ref: bytes) -> tuple[int, int]:
+    letters = ref.rstrip(b"0123456789")
+    return int(ref[len(letters) :]), _column_number(letters)
+
+
+def _scan_cells(part: bytes, scan: _SheetScan) -> None:
+    for m in _CELL_RE.finditer(part):
+        attrs, body = m.group(2), m.group(3) or b""
+        ref = _REF_ATTR_RE.search(attrs)
+        value = _VALUE_RE.search(body)
+        if _FORMULA_RE.search(body) and value is None:
+            scan.formula_missing.append(ref.group(1).decode() + ref.group(2).decode() if ref else "?")
+        kind = _TYPE_ATTR_RE.search(attrs)
+        if kind and kind.group(1) == b"e" and value is not None and ref:
+            row, col = int(ref.group(2)), _column_number(ref.group(1))
+            scan.errors.setdefault(row, {})[col] = value.group(1).decode("utf-8", "replace")
+
+
+def _workbook_sheets(z: zipfile.ZipFile) -> list[tuple[str, str | None]]:
+    """(name, worksheet part) of each sheet in the workbook's order; no part for a chart or dialog sheet."""
+    import posixpath
+
+    from defusedxml import ElementTree
+
+    def local(tag: str) -> str:
+        return tag.rsplit("}", 1)[-1]
+
+    def target(base: str, rel: Any) -> str:
+        t = rel.get("Target", "")
+        return t.lstrip("/") if t.startswith("/") else posixpath.normpath(posixpath.join(posixpath.dirname(base), t))
+
+    rels = ElementTree.fromstring(z.read("_rels/.rels"))
+    book = next((target("", r) for r in rels if r.get("Type", "").endswith("/officeDocument")), "xl/workbook.xml")
+    book_rels = posixpath.join(posixpath.dirname(book), "_rels", posixpath.basename(book) + ".rels")
+    parts = {
+        r.get("Id"): (target(book, r) if r.get("Type", "").endswith("/worksheet") else None)
+        for r in ElementTree.fromstring(z.read(book_rels))
+    }
+    sheets = []
+    for el in ElementTree.fromstring(z.read(book)).iter():
+        if local(el.tag) == "sheet":
+            rid = next((v for k, v in el.attrib.items() if local(k) == "id"), None)
+            sheets.append((el.get("name", ""), parts.get(rid)))
+    return sheets
 
 
 def _excel_text(value: Any) -> tuple[str | None, bool]:
     """A cell value as text; the flag marks an integral number of 16+ digits (beyond Excel's precision)."""
     if value is None:
         return None, False
+    if isinstance(value, str):
+        return (value if value != "" else None), False
     if isinstance(value, bool):
         return ("TRUE" if value else "FALSE"), False
     if isinstance(value, int):
@@ -1117,88 +1278,120 @@ def _excel_text(value: Any) -> tuple[str | None, bool]:
     return (s if s != "" else None), False
 
 
-def _sheet_rows(ws: Any, wb: Any, formula_missing: list[str]) -> Iterator[tuple[int, dict[int, Any]]]:
-    """(sheet row, {column: value}) from openpyxl's own sheet parser, noting formulas without a value."""
-    from openpyxl.worksheet._reader import FORMULA_TAG, WorkSheetParser
-
-    class _Parser(WorkSheetParser):
-        def parse_cell(self, element: Any) -> dict[str, Any]:
-            cell = super().parse_cell(element)
-            if cell["value"] is None and element.find(FORMULA_TAG) is not None:
-                formula_missing.append(element.get("r") or f"R{cell['row']}C{cell['column']}")
-            return cell
-
-    with wb._archive.open(ws._worksheet_path) as src:
-        parser = _Parser(
-            src,
-            ws._shared_strings,
-            data_only=True,
-            epoch=wb.epoch,
-            date_formats=wb._date_formats,
-            timedelta_formats=wb._timedelta_formats,
-        )
-        for idx, cells in parser.parse():
-            yield idx, {c["column"]: c["value"] for c in cells if c["value"] is not None}
+Cells = Iterator[tuple[int, dict[int, Any]]]  # (sheet row, {column: value}) of rows that hold a value
 
 
-def _read_xlsx(path: Path, options: ReadOptions, expected: set[str]) -> ReadResult:
-    _check_zip(path, options)
+def _calamine_cells(path: Path, name: str, scan: _SheetScan) -> Cells:
+    from python_calamine import CalamineWorkbook
+
+    book = CalamineWorkbook.from_path(str(path))
+    try:
+        sheet = book.get_sheet_by_name(name)
+    finally:
+        book.close()
+    if sheet.start is None:
+        return
+    first_col = sheet.start[1] + 1
+    errors = scan.errors
+    # iter_rows starts at the sheet's first row (empty rows before the first cell included) and at the
+    # first column that holds a cell
+    for r, values in enumerate(sheet.iter_rows(), 1):
+        cells = {c: v for c, v in enumerate(values, first_col) if v != ""}
+        if r in errors:
+            cells.update(errors[r])
+        if cells:
+            yield r, cells
+
+
+def _openpyxl_cells(path: Path, name: str) -> Cells:
+    """openpyxl's streaming parser, for sparse sheets (formulas without a value are in the scan)."""
     import openpyxl
-    from defusedxml import DefusedXmlException
+    from openpyxl.worksheet._reader import WorkSheetParser
 
-    def refuse(exc: BaseException) -> FileRejected:
-        seen: BaseException | None = exc
-        while seen is not None:  # openpyxl wraps parser errors in ValueError
-            if isinstance(seen, DefusedXmlException):
-                return _unsafe_xml("workbook XML")
-            seen = seen.__cause__ or seen.__context__
-        return _corrupt_xlsx(exc)
-
+    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types on damaged workbooks
-        raise refuse(exc) from None
-    try:
-        return _read_workbook(wb, path, options, expected)
-    except FileRejected:
-        raise
-    except Exception as exc:
-        raise refuse(exc) from None
+        ws = wb[name]
+        with wb._archive.open(ws._worksheet_path) as src:
+            parser = WorkSheetParser(
+                src,
+                ws._shared_strings,
+                data_only=True,
+                epoch=wb.epoch,
+                date_formats=wb._date_formats,
+                timedelta_formats=wb._timedelta_formats,
+            )
+            for r, cells in parser.parse():
+                row = {c["column"]: c["value"] for c in cells if c["value"] is not None}
+                if row:
+                    yield r, row
     finally:
         wb.close()
 
 
-def _pick_sheet(wb: Any, options: ReadOptions) -> Any:
-    names = wb.sheetnames
+def _sheet_cells(path: Path, name: str, scan: _SheetScan) -> Cells:
+    return _openpyxl_cells(path, name) if scan.sparse else _calamine_cells(path, name, scan)
+
+
+def _read_xlsx(path: Path, options: ReadOptions, expected: set[str]) -> ReadResult:
+    _check_zip(path, options)
+    from defusedxml import DefusedXmlException
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            name, scan, cells = _pick_sheet(path, z, options)
+            return _read_workbook(name, scan, cells, options, expected)
+    except FileRejected:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # damaged workbooks raise many types, calamine's panics included
+        seen: BaseException | None = exc
+        while seen is not None:  # openpyxl wraps parser errors in ValueError
+            if isinstance(seen, DefusedXmlException):
+                raise _unsafe_xml("workbook XML") from None
+            seen = seen.__cause__ or seen.__context__
+        raise _corrupt_xlsx(exc) from None
+
+
+def _pick_sheet(path: Path, z: zipfile.ZipFile, options: ReadOptions) -> tuple[str, _SheetScan, Cells]:
+    """The sheet asked for, or the first with a value; its rows from the first on."""
+    sheets = _workbook_sheets(z)
+    names = [n for n, _ in sheets]
     if options.sheet is not None:
         if isinstance(options.sheet, int):
-            if 0 <= options.sheet < len(names):
-                return wb[names[options.sheet]]
-        elif options.sheet in names:
-            return wb[options.sheet]
-        raise _reject(
-            "sheet_not_found",
-            f"Lembar {options.sheet!r} tidak ada di buku kerja (lembar yang ada: {', '.join(names)}).",
-            f"Sheet {options.sheet!r} is not in the workbook (sheets: {', '.join(names)}).",
-        )
-    for name in names:
-        ws = wb[name]
-        if not hasattr(ws, "_worksheet_path"):  # chartsheet
+            found = sheets[options.sheet] if 0 <= options.sheet < len(sheets) else None
+        else:
+            found = next((s for s in sheets if s[0] == options.sheet), None)
+        if found is None:
+            raise _reject(
+                "sheet_not_found",
+                f"Lembar {options.sheet!r} tidak ada di buku kerja (lembar yang ada: {', '.join(names)}).",
+                f"Sheet {options.sheet!r} is not in the workbook (sheets: {', '.join(names)}).",
+            )
+        name, member = found
+        if member is None:
+            raise _reject("empty_file", "Lembar ini tidak berisi data.", "This sheet contains no data.")
+        scan = _scan_sheet(z, member)
+        return name, scan, _sheet_cells(path, name, scan)
+    for name, member in sheets:
+        if member is None:  # chartsheet
             continue
-        for _, cells in _sheet_rows(ws, wb, []):
-            if any(_excel_text(v)[0] for v in cells.values()):
-                return ws
+        scan = _scan_sheet(z, member)
+        cells = _sheet_cells(path, name, scan)
+        seen = []
+        for r, row in cells:
+            seen.append((r, row))
+            if any(_excel_text(v)[0] for v in row.values()):
+                return name, scan, itertools.chain(seen, cells)
     raise _reject("empty_file", "Buku kerja tidak berisi data.", "The workbook contains no data.")
 
 
-def _read_workbook(wb: Any, path: Path, options: ReadOptions, expected: set[str]) -> ReadResult:
-    ws = _pick_sheet(wb, options)
-    if not hasattr(ws, "_worksheet_path"):
-        raise _reject("empty_file", "Lembar ini tidak berisi data.", "This sheet contains no data.")
-    merges = [m for m in _merges(wb._archive, ws._worksheet_path) if (m[2] - m[0] + 1) * (m[3] - m[1] + 1) > 1]
-    merges.sort()
+def _read_workbook(
+    name: str, scan: _SheetScan, rows_iter: Cells, options: ReadOptions, expected: set[str]
+) -> ReadResult:
+    merges = sorted(m for m in scan.merges if (m[2] - m[0] + 1) * (m[3] - m[1] + 1) > 1)
     warnings: list[Bilingual] = []
-    formula_missing: list[str] = []
+    formula_missing = scan.formula_missing
     long_numbers: dict[int, list[int]] = {}
 
     pending = list(merges)
@@ -1221,6 +1414,17 @@ def _read_workbook(wb: Any, path: Path, options: ReadOptions, expected: set[str]
                             cells[c] = v
         out: dict[int, str] = {}
         for c, v in cells.items():
+            kind = type(v)
+            if kind is str:  # most cells, then whole numbers and dates: what _excel_text gives, quicker
+                if v:
+                    out[c] = v
+                continue
+            if kind is float and v.is_integer() and -1e15 < v < 1e15:
+                out[c] = str(int(v))
+                continue
+            if kind is date:
+                out[c] = v.isoformat()
+                continue
             s, long = _excel_text(v)
             if s is not None:
                 out[c] = s
@@ -1228,7 +1432,6 @@ def _read_workbook(wb: Any, path: Path, options: ReadOptions, expected: set[str]
                     long_numbers.setdefault(c, []).append(r)
         return out
 
-    rows_iter = _sheet_rows(ws, wb, formula_missing)
     head: list[tuple[int, dict[int, str]]] = []
     header_row: int | None = options.header_row
     for r, cells in rows_iter:
@@ -1254,10 +1457,18 @@ def _read_workbook(wb: Any, path: Path, options: ReadOptions, expected: set[str]
     width = max(hdr)
     _check_columns(width, options)
 
-    # rows after the header: the buffered ones, then the rest of the sheet
+    # rows after the header: the buffered ones, then the rest of the sheet; held as Python strings for
+    # XLSX_BLOCK_ROWS rows at most, then as Arrow columns (100,009 rows of 16 columns: peak RSS 434 -> 332 MB)
     data_rows: list[int] = []
     data_cells: list[dict[int, str]] = []
+    blocks: list[tuple[int, list[pa.Array]]] = []  # rows, columns 1.. as wide as the rows so far
     max_width = width
+
+    def flush() -> None:
+        if data_cells:
+            cols = [pa.array([row.get(c) for row in data_cells], pa.string()) for c in range(1, max_width + 1)]
+            blocks.append((len(data_cells), cols))
+            data_cells.clear()
 
     def take(r: int, row: dict[int, str]) -> None:
         nonlocal max_width
@@ -1268,6 +1479,8 @@ def _read_workbook(wb: Any, path: Path, options: ReadOptions, expected: set[str]
                 _check_columns(max_width, options)
         data_rows.append(r)
         data_cells.append(row)
+        if len(data_cells) >= XLSX_BLOCK_ROWS:
+            flush()
 
     for r, row in head:
         if r > header_row:
@@ -1285,7 +1498,13 @@ def _read_workbook(wb: Any, path: Path, options: ReadOptions, expected: set[str]
     raw_header = [hdr.get(c) for c in range(1, max_width + 1)]
     names, name_warnings = _make_names([(h or "").strip() or None for h in raw_header])
     warnings += name_warnings
-    columns = {nm: pa.array([row.get(c) for row in data_cells], pa.string()) for c, nm in enumerate(names, 1)}
+    flush()
+    columns = {
+        nm: pa.chunked_array(
+            [cols[c - 1] if c <= len(cols) else pa.nulls(n, pa.string()) for n, cols in blocks], pa.string()
+        ).combine_chunks()
+        for c, nm in enumerate(names, 1)
+    }
     columns[SOURCE_ROW] = pa.array(data_rows, pa.int64())
     table = pa.table(columns)
     unnamed = {nm for nm, h in zip(names, raw_header, strict=True) if not (h or "").strip()}
@@ -1327,7 +1546,7 @@ def _read_workbook(wb: Any, path: Path, options: ReadOptions, expected: set[str]
         header=names,
         header_row=header_row,
         format="xlsx",
-        sheet=ws.title,
+        sheet=name,
         row_issues=issue_table,
         warnings=warnings,
     )

@@ -300,6 +300,15 @@ def test_configured_format_that_differs_from_the_content_is_rejected(tmp_path):
 # ------------------------------------------------------------------------------------------ XLSX
 
 
+@pytest.fixture(params=["calamine", "openpyxl"])
+def xlsx_reader(request, monkeypatch):
+    """Each XLSX case both ways: calamine, and openpyxl's streaming parser that takes sparse sheets."""
+    if request.param == "openpyxl":
+        monkeypatch.setattr(readers, "SPARSE_SLACK_CELLS", -(10**12))  # every sheet counts as sparse
+    return request.param
+
+
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_cells_are_text_numbers_without_dot_zero(tmp_path):
     p = xlsx(tmp_path, [["NIK", "Umur", "Gaji", "Aktif"], ["0012345678901234", 30, 1500.5, True]])
     r = read_file(p, OPTS)
@@ -307,6 +316,7 @@ def test_xlsx_cells_are_text_numbers_without_dot_zero(tmp_path):
     assert rows(r) == [{"NIK": "0012345678901234", "Umur": "30", "Gaji": "1500.5", "Aktif": "TRUE", "_source_row": 2}]
 
 
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_nik_stored_as_number_comes_out_as_digits_with_a_precision_warning(tmp_path):
     p = xlsx(tmp_path, [["NIK"], [3201234567890123], [float(3201234567890124)]])
     r = read_file(p, OPTS)
@@ -314,6 +324,7 @@ def test_xlsx_nik_stored_as_number_comes_out_as_digits_with_a_precision_warning(
     assert any("15 digits" in w.en and "NIK" in w.en for w in r.warnings)
 
 
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_dates_and_datetimes_are_iso_text(tmp_path):
     p = xlsx(tmp_path, [["Tgl", "Waktu"], [date(2024, 3, 5), datetime(2024, 3, 5, 14, 30, 0)]])
     assert rows(read_file(p, OPTS))[0] == {
@@ -352,16 +363,19 @@ def _serial_date_workbook(tmp_path: Path, name: str, epoch_1904: bool) -> Path:
     return p
 
 
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_serial_date_in_the_1900_system(tmp_path):
     p = _serial_date_workbook(tmp_path, "d1900.xlsx", epoch_1904=False)
     assert rows(read_file(p, OPTS))[0]["Tanggal"] == "2023-03-15"  # serial 45000
 
 
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_serial_date_in_the_1904_system(tmp_path):
     p = _serial_date_workbook(tmp_path, "d1904.xlsx", epoch_1904=True)
     assert rows(read_file(p, OPTS))[0]["Tanggal"] == "2027-03-16"  # 45000 days after 1904-01-01
 
 
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_header_is_found_below_title_rows(tmp_path):
     p = xlsx(
         tmp_path,
@@ -374,6 +388,7 @@ def test_xlsx_header_is_found_below_title_rows(tmp_path):
     assert read_file(p, OPTS).header_row == 4  # without expected headers too (merged title ignored)
 
 
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_merged_header_cells_apply_to_every_column_they_span(tmp_path):
     p = xlsx(
         tmp_path,
@@ -386,6 +401,7 @@ def test_xlsx_merged_header_cells_apply_to_every_column_they_span(tmp_path):
     assert r1.header == ["NIK", "Alamat", "Alamat__2"]
 
 
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_formula_with_saved_value_uses_the_value(tmp_path):
     p = xlsx(tmp_path, [["Gaji", "Dua kali"], [21, "=A2*2"]])
     rewrite_member(p, "xl/worksheets/sheet1.xml", lambda b: b.replace(b"<v />", b"<v>42</v>"))
@@ -394,6 +410,7 @@ def test_xlsx_formula_with_saved_value_uses_the_value(tmp_path):
     assert not any("formula" in w.en for w in r.warnings)
 
 
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_formula_without_saved_value_is_empty_with_a_warning(tmp_path):
     p = xlsx(tmp_path, [["Gaji", "Dua kali"], [21, "=A2*2"]])
     with zipfile.ZipFile(p) as z:
@@ -403,6 +420,7 @@ def test_xlsx_formula_without_saved_value_is_empty_with_a_warning(tmp_path):
     assert any("formula" in w.en and "B2" in w.en for w in r.warnings)
 
 
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_sheet_by_name_and_by_position_and_default_first_with_data(tmp_path):
     wb = openpyxl.Workbook()
     wb.active.title = "Kosong"
@@ -418,6 +436,22 @@ def test_xlsx_sheet_by_name_and_by_position_and_default_first_with_data(tmp_path
     assert rejected(p, ReadOptions(sheet="Tiga")).code == "sheet_not_found"
 
 
+def test_xlsx_chart_sheet_is_passed_over_and_counted_in_positions(tmp_path):
+    # openpyxl cannot load the chart sheet it writes itself, so this case is calamine's only
+    wb = openpyxl.Workbook()
+    wb.active.title = "Kosong"
+    wb.create_chartsheet("Grafik")
+    ws = wb.create_sheet("Satu")
+    ws.append(["NIK"])
+    ws.append(["001"])
+    p = tmp_path / "f.xlsx"
+    wb.save(p)
+    assert read_file(p, OPTS).sheet == "Satu"
+    assert rows(read_file(p, ReadOptions(sheet=2)))[0]["NIK"] == "001"
+    assert rejected(p, ReadOptions(sheet="Grafik")).code == "empty_file"
+
+
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_footer_total_row_and_blank_rows_are_dropped_with_warnings(tmp_path):
     p = xlsx(tmp_path, [["NIK", "Biaya"], ["001", 100], [], ["002", 200], ["TOTAL", 300]])
     r = read_file(p, OPTS)
@@ -426,12 +460,85 @@ def test_xlsx_footer_total_row_and_blank_rows_are_dropped_with_warnings(tmp_path
     assert any("1 blank rows" in w.en for w in r.warnings)
 
 
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_data_beyond_the_header_is_kept_as_extra_column_with_warning(tmp_path):
     r = read_file(xlsx(tmp_path, [["NIK", "Nama"], ["001", "Ani", "catatan"]]), OPTS)
     assert r.header == ["NIK", "Nama", "column_3"]
     assert any("without a header" in w.en for w in r.warnings)
 
 
+@pytest.mark.usefixtures("xlsx_reader")
+def test_xlsx_error_cells_keep_their_error_text(tmp_path):
+    p = xlsx(tmp_path, [["NIK", "Umur"], ["001", "=1/0"]])
+    rewrite_member(
+        p,
+        "xl/worksheets/sheet1.xml",
+        lambda b: b.replace(b'<c r="B2"><f>1/0</f><v />', b'<c r="B2" t="e"><f>1/0</f><v>#DIV/0!</v>'),
+    )
+    r = read_file(p, OPTS)
+    assert rows(r)[0]["Umur"] == "#DIV/0!"
+    assert not any("formula" in w.en for w in r.warnings)
+
+
+@pytest.mark.usefixtures("xlsx_reader")
+def test_xlsx_table_right_of_column_a_keeps_sheet_rows_and_columns(tmp_path):
+    p = xlsx(
+        tmp_path, [[], [None, None, "NIK", "Nama"], [None, None, "001", "Ani"], [], [None, None, "002", None, "x"]]
+    )
+    r = read_file(p, OPTS)
+    assert (r.header_row, r.header) == (2, ["NIK", "Nama", "column_5"])  # the sheet's column E
+    assert [(x["NIK"], x["Nama"], x["column_5"], x["_source_row"]) for x in rows(r)] == [
+        ("001", "Ani", None, 3),
+        ("002", None, "x", 5),
+    ]
+
+
+@pytest.mark.usefixtures("xlsx_reader")
+def test_xlsx_sheet_xml_with_a_namespace_prefix_reads_the_same(tmp_path):
+    p = xlsx(tmp_path, [["NIK", "Dua kali"], ["001", "=A2*2"]])
+
+    def prefixed(b: bytes) -> bytes:  # <x:worksheet xmlns:x="..."><x:sheetData><x:row>...
+        b = re.sub(rb"<(/?)(?!\?)(\w+)", rb"<\1x:\2", b)
+        return b.replace(b'xmlns="http://schemas', b'xmlns:x="http://schemas', 1)
+
+    rewrite_member(p, "xl/worksheets/sheet1.xml", prefixed)
+    r = read_file(p, OPTS)
+    assert rows(r) == [{"NIK": "001", "Dua kali": None, "_source_row": 2}]
+    assert any("formula" in w.en and "B2" in w.en for w in r.warnings)
+
+
+def test_xlsx_sheet_with_a_stray_cell_far_from_its_data_is_streamed_not_held_as_a_grid(tmp_path, monkeypatch):
+    # calamine would hold 20,001 x 500 cells (320 MB) for this sheet of 40,003 cells
+    data = [["NIK", "Nama"]] + [[f"{i:016d}", "Ani"] for i in range(20_000)]
+    p = xlsx(tmp_path, data)
+    rewrite_member(
+        p,
+        "xl/worksheets/sheet1.xml",
+        lambda b: b.replace(b"</row></sheetData>", b'<c r="SF20001" t="n"><v>7</v></c></row></sheetData>'),
+    )
+    with zipfile.ZipFile(p) as z:
+        scan = readers._scan_sheet(z, "xl/worksheets/sheet1.xml")
+    assert (scan.rows, scan.columns, scan.cells, scan.sparse) == (20_001, 500, 40_003, True)
+
+    def no_grid(*args: object) -> None:
+        raise AssertionError("a sparse sheet went to calamine")
+
+    monkeypatch.setattr(readers, "_calamine_cells", no_grid)
+    r = read_file(p, OPTS)
+    assert r.table.num_rows == 20_000
+    assert rows(r)[-1]["column_500"] == "7"
+
+
+def test_xlsx_sheet_scan_finds_extent_merges_and_formulas_without_a_value(tmp_path):
+    p = xlsx(tmp_path, [["A", "B", "C"], [1, "=A2*2", None], [None, None, 3]], merges=["A1:B1", "A3:B3"])
+    with zipfile.ZipFile(p) as z:
+        scan = readers._scan_sheet(z, "xl/worksheets/sheet1.xml")
+    assert (scan.rows, scan.columns, scan.sparse) == (3, 3, False)
+    assert sorted(scan.merges) == [(1, 1, 1, 2), (3, 1, 3, 2)]
+    assert scan.formula_missing == ["B2"]
+
+
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_header_only_is_rejected(tmp_path):
     assert rejected(xlsx(tmp_path, [["NIK", "Nama"]])).code == "no_data_rows"
 
@@ -451,6 +558,7 @@ def test_zip_bomb_member_is_rejected_by_compression_ratio(tmp_path):
     assert rejected(p).code == "zip_bomb"
 
 
+@pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_larger_than_the_unpacked_cap_is_rejected(tmp_path):
     p = xlsx(tmp_path, [["NIK"], ["001"]])
     assert rejected(p, ReadOptions(xlsx_max_uncompressed_bytes=1000)).code == "xlsx_too_large"
