@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import zipfile
 from datetime import date, datetime
@@ -527,6 +528,41 @@ def test_xlsx_sheet_with_a_stray_cell_far_from_its_data_is_streamed_not_held_as_
     r = read_file(p, OPTS)
     assert r.table.num_rows == 20_000
     assert rows(r)[-1]["column_500"] == "7"
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ['r="SF20001"', '\tr="SF20001"', 'r="sf20001"', "r='SF20001'", 'r = "SF20001"', 'r="SF020001"', 'r="$SF$20001"'],
+)
+def test_xlsx_cell_placed_below_its_row_tag_counts_for_the_extent(tmp_path, monkeypatch, reference):
+    # calamine places a cell by its own reference, whatever row tag holds it, and reads each of these forms
+    p = xlsx(tmp_path, [["NIK", "Nama"], ["001", "Ani"]])
+    cell = f'<c {reference} t="n"><v>7</v></c>'.encode()
+    rewrite_member(
+        p, "xl/worksheets/sheet1.xml", lambda b: b.replace(b"</row></sheetData>", cell + b"</row></sheetData>")
+    )
+    with zipfile.ZipFile(p) as z:
+        scan = readers._scan_sheet(z, "xl/worksheets/sheet1.xml")
+    assert (scan.rows, scan.columns, scan.sparse) == (20_001, 500, True)
+    gridded: list[object] = []
+    monkeypatch.setattr(readers, "_calamine_cells", lambda *a: gridded.append(a) or iter(()))
+    with contextlib.suppress(FileRejected):  # openpyxl may refuse the odd reference; calamine must not see it
+        read_file(p, OPTS)
+    assert gridded == []
+
+
+def test_cell_reference_searches_find_exactly_the_later_columns_and_rows():
+    columns = [1, 2, 16, 26, 27, 52, 500, 702, 703, 16_384]
+    for seen in [0, *columns]:
+        wider = readers._wider_than(seen)
+        assert [c for c in columns if wider.search(f'<c r="{readers._column_letters(c)}7">'.encode())] == [
+            c for c in columns if c > seen
+        ]
+    rows_ = [1, 9, 10, 99, 100, 100_014, 100_015, 100_020, 999_999, 1_000_000, 1_048_576]
+    for seen in [0, *rows_]:
+        lower = readers._lower_than(seen)
+        assert [r for r in rows_ if lower.search(f'<c r="B{r}">'.encode())] == [r for r in rows_ if r > seen]
+    assert not readers._wider_than(0).search(b'<row r="12">')  # a row tag is no cell
 
 
 def test_xlsx_sheet_scan_finds_extent_merges_and_formulas_without_a_value(tmp_path):
