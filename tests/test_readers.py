@@ -10,6 +10,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from openpyxl.utils.cell import get_column_letter
 
 from pipelines import readers
 from pipelines.config import ReadOptions
@@ -555,7 +556,7 @@ def test_cell_reference_searches_find_exactly_the_later_columns_and_rows():
     columns = [1, 2, 16, 26, 27, 52, 500, 702, 703, 16_384]
     for seen in [0, *columns]:
         wider = readers._wider_than(seen)
-        assert [c for c in columns if wider.search(f'<c r="{readers._column_letters(c)}7">'.encode())] == [
+        assert [c for c in columns if wider.search(f'<c r="{get_column_letter(c)}7">'.encode())] == [
             c for c in columns if c > seen
         ]
     rows_ = [1, 9, 10, 99, 100, 100_014, 100_015, 100_020, 999_999, 1_000_000, 1_048_576]
