@@ -1267,8 +1267,6 @@ def _excel_text(value: Any) -> tuple[str | None, bool]:
     """A cell value as text; the flag marks an integral number of 16+ digits (beyond Excel's precision)."""
     if value is None:
         return None, False
-    if isinstance(value, str):
-        return (value if value != "" else None), False
     if isinstance(value, bool):
         return ("TRUE" if value else "FALSE"), False
     if isinstance(value, int):
