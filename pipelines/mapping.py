@@ -43,7 +43,8 @@ def expected_headers(cfg: AgencyConfig) -> set[str]:
     return {normalise_header(n) for n in names}
 
 
-def _find(headers: dict[str, str], aliases: list[str]) -> str | None:
+def find_header(headers: dict[str, str], aliases: list[str]) -> str | None:
+    """The file's header for the first alias present; `headers` maps normalised header -> header as written."""
     for alias in aliases:
         hit = headers.get(normalise_header(alias))
         if hit is not None:
@@ -106,11 +107,11 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
     matched: dict[str, str] = {}
     used: set[str] = set()
 
-    record_header = _find(headers, cfg.record_id) if cfg.record_id else None
+    record_header = find_header(headers, cfg.record_id) if cfg.record_id else None
     if record_header:
         matched["source_record_id"] = record_header
     for name, aliases in cfg.columns.items():
-        hit = _find(headers, aliases)
+        hit = find_header(headers, aliases)
         if hit is not None:
             matched[name] = hit
     for name, header in matched.items():
@@ -122,7 +123,7 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
             columns[t.into] = pa.chunked_array([pa.repeat(pa.scalar(t.constant, pa.string()), table.num_rows)])
             matched[t.into] = f"= {t.constant}"
             continue
-        found = [_find(headers, [s]) for s in t.sources()]
+        found = [find_header(headers, [s]) for s in t.sources()]
         if any(f is None for f in found):
             continue  # reported below as a missing field if nothing else provides it
         used.update(f for f in found if f)
@@ -151,7 +152,7 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
     identifier_headers = {h for f, h in matched.items() if f in direct and h in read.header}
     for t in cfg.transforms:
         if set(t.targets()) & direct:
-            identifier_headers |= {hit for s in t.sources() if (hit := _find(headers, [s]))}
+            identifier_headers |= {hit for s in t.sources() if (hit := find_header(headers, [s]))}
 
     ordered = [f for f in schema.mapped_field_names() if f in columns]
     out = pa.table({**{f: columns[f] for f in ordered}, ROW: table.column(ROW)})

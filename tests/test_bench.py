@@ -33,7 +33,7 @@ def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_ho
     args = ["--rows", "2000", "--repeat", "1", "--out", str(tmp_path / "bench"), "--prefect-home", str(prefect_home),
             "--profile", "--profile-rate", "250"]  # fmt: skip
     result = bench.main(args + ([] if HAVE_DLT else ["--skip", "peer"]))
-    paths = ("floor", "peer", "pipeline") if HAVE_DLT else ("floor", "pipeline")
+    paths = ("floor", "bound", "peer", "pipeline") if HAVE_DLT else ("floor", "bound", "pipeline")
     written = json.loads((tmp_path / "bench" / "bench-2000.json").read_text(encoding="utf-8"))
     assert written["rows_total"] == 2000
     # the three paths read the same UTF-8 CSV files
@@ -50,7 +50,8 @@ def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_ho
         assert stage in stages, stage
     assert "read" in stages or "read_map" in stages  # the flow may time read and map together
     assert stages["total"] == written["pipeline"]["work_s"]
-    assert {"pipeline_vs_floor", "validate_share", "validate_cpu_share"} <= set(written["ratios"])
+    assert {"pipeline_vs_floor", "bound_vs_floor", "validate_share", "validate_cpu_share"} <= set(written["ratios"])
+    assert "bound / floor rows/s" in result["table"]
     # the CPU budget comes from a run with one file at a time: every stage, each file's work in it
     cpu = written["one_file_at_a_time"]["cpu_stages"]
     assert written["one_file_at_a_time"]["rows"] == rows
@@ -154,3 +155,18 @@ def test_a_run_stalled_on_the_disk_does_not_count_half_in_two_repeats():
     assert summary["work_s"] == 4.9
     assert summary["rows_per_s"] == round(1000 / 4.9)
     assert bench.summarise([fast, stalled, {**fast, "work_s": 5.1}])["work_s"] == 5.1  # odd: the middle run
+
+
+def test_the_bound_pseudonymises_the_nik_and_publishes_without_any_direct_identifier(tmp_path: Path):
+    csv_file = tmp_path / "f.csv"
+    csv_file.write_text(
+        '"No Registrasi","NIK","Nama","No Paspor","Tanggal Lahir","Negara Tujuan"\n'
+        '"REG-1","3212030211920009","Ani","X5055794","02/11/1992","Taiwan"\n',
+        encoding="utf-8",
+    )
+    nik, identifiers = bench.identifier_headers("bp2mi_siskop2mi", [csv_file])
+    assert (nik, identifiers) == ("NIK", ["NIK", "Nama", "No Paspor", "Tanggal Lahir"])
+    run = bench.run_bound([csv_file], tmp_path / "work", nik, identifiers)
+    assert run["rows"] == 1 and run["work_s"] > 0
+    assert run["published_columns"] == ["No Registrasi", "Negara Tujuan", "worker_key"]
+    assert not any((tmp_path / "work").iterdir())  # its files are removed after
