@@ -46,9 +46,10 @@ class _Text:
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
-        self.buf = stream.read(BLOCK_CHARS).lstrip("\ufeff")
+        first = stream.read(BLOCK_CHARS)
+        self.buf = first.lstrip("\ufeff")  # positions count from after a byte-order mark, as before
         self.pos = 0
-        self.eof = not self.buf
+        self.eof = not first
         self.line = 1  # line of buf[0]
         self.column = 0  # 0-based column of buf[0] on its line
 

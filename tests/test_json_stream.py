@@ -129,3 +129,7 @@ def test_records_that_cannot_be_located_say_so(text, path):
 def test_numbers_keep_the_text_they_were_written_with_across_a_block_end():
     expected = [(1, "1.10"), (2, "3201234567890123"), (3, "-0"), (4, "1e5")]
     assert records("[1.10, 3201234567890123, -0, 1e5]", 2) == expected
+
+
+def test_a_byte_order_mark_left_in_the_text_is_skipped_even_when_a_block_holds_nothing_else():
+    assert records('\ufeff[{"a": 1}]', 1) == [(1, {"a": "1"})]
