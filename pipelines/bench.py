@@ -7,6 +7,8 @@ and seed are already there), then measures on the same files, each several times
 number of runs, the lower middle one):
 
   floor     DuckDB `COPY (SELECT * FROM read_csv([...], all_varchar=true)) TO '...parquet'`
+  bound     the floor plus the NIK's HMAC and a second Parquet copy without the direct identifiers: the least
+            any pipeline keeping SDMI's contract must do (`BOUND_SCRIPT`)
   peer      dlt's filesystem source + `read_csv_duckdb(use_pyarrow=True, all_varchar=True)` into DuckDB
   pipeline  `sdmi run --json` from inbox to published release (fresh SDMI_HOME per repeat, one
             persistent PREFECT_HOME), with its per-stage timings
@@ -14,7 +16,7 @@ number of runs, the lower middle one):
   republish `sdmi publish` with no new files, and `sdmi run` on an empty inbox (the fixed cost)
   profile   with `--profile`: one more run under py-spy, summed by stage and function (`pipelines.profiling`)
 
-The three share the UTF-8 CSV files only (the demo's SISKOP2MI exports): DuckDB cannot decode the
+All of them read the UTF-8 CSV files only (the demo's SISKOP2MI exports): DuckDB cannot decode the
 Windows-1252 and UTF-16 files here (no `encodings` extension offline) and reads neither XLSX nor nested JSON.
 `--dask` also runs the whole demo inbox (every agency, several files) with the thread runner and with
 prefect-dask's DaskTaskRunner on 1 and 2 local workers.
