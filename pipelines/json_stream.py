@@ -176,7 +176,7 @@ class _Text:
                 return False
 
     def lines(self) -> Iterator[tuple[int, str]]:
-        """(line number, text) of each line from the cursor, which must be at a line start."""
+        """(line number, text) of each line from the cursor on (the first from the cursor, the rest whole)."""
         line = self.line + self.buf.count("\n", 0, self.pos)
         while True:
             cut = self.buf.find("\n", self.pos)
