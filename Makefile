@@ -26,7 +26,7 @@ demo: $(STAMP) ## write the synthetic demo inbox and run the pipeline end to end
 	$(BIN)/sdmi demo
 
 test: $(STAMP) ## run the test suite (what CI runs), a file per worker, TEST_WORKERS=2 by default (CI's cores)
-	$(BIN)/python -m pytest -n $${TEST_WORKERS:-2} --dist loadfile
+	$(BIN)/python -m pytest -n $${TEST_WORKERS:-2} --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP) ## benchmarks: floor (DuckDB), peer (dlt), pipeline; ROWS=1000000 by default, PROFILE=1 adds a py-spy profile
 	$(BIN)/python -m pip install --quiet -e '.[dev,dask,bench]'

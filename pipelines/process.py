@@ -242,8 +242,8 @@ def _process_chunks(
     Memory follows the chunk. Rules that compare rows (record_key unique in the file) run per chunk only when
     the file is one chunk; otherwise GX runs them once over those columns of the whole file, and the rows they
     fail leave `accepted` afterwards."""
-    step = settings.chunk_rows()
-    chunks = read.chunks(step)
+    step, step_bytes = settings.chunk_rows(), settings.chunk_bytes()
+    chunks = read.chunks(step, max_bytes=step_bytes)
     ahead = [c for c in (next(chunks, None), next(chunks, None)) if c is not None]
     chunked = len(ahead) > 1  # a file that is one chunk runs the whole suite at once
 
@@ -314,7 +314,9 @@ def _process_chunks(
 
     def original_rows(wanted: pa.Array) -> pa.Table:
         """The file's own cells of a few rows already staged: read the file again (a rare path)."""
-        parts = [t.filter(pc.is_in(t[readers.SOURCE_ROW], value_set=wanted)) for t, _ in read.chunks(step, [])]
+        parts = [
+            t.filter(pc.is_in(t[readers.SOURCE_ROW], value_set=wanted)) for t, _ in read.chunks(step, [], step_bytes)
+        ]
         return pa.concat_tables(parts) if parts else read.schema.empty_table()
 
     counts = stage.apply_file_issues(writer, file_issues, original_rows, read_n, quarantined_n, schema)

@@ -24,8 +24,10 @@ def demo_files(tmp_path_factory) -> Path:
     return directory
 
 
-def _process(home: Path, key_file: Path, agency: str, source: Path, chunk_rows: int, monkeypatch):
+def _process(home: Path, key_file: Path, agency: str, source: Path, chunk_rows: int, monkeypatch,
+             chunk_bytes: int = 64 << 20):  # fmt: skip
     monkeypatch.setenv("SDMI_CHUNK_ROWS", str(chunk_rows))
+    monkeypatch.setenv("SDMI_CHUNK_BYTES", str(chunk_bytes))
     zones = Zones(home).ensure()
     ledger = Ledger(zones.ledger_db)
     path = zones.inbox / agency / source.name
@@ -62,6 +64,18 @@ def test_a_file_in_chunks_stages_the_same_rows_issues_and_counts_as_in_one_piece
     chunk = max(7, whole_entry.rows_read // 5)
     parts, parts_entry = _process(tmp_path / "parts", key_file, agency, source, chunk, monkeypatch)
     assert whole_entry.rows_read > chunk * 2
+    assert _counts(parts_entry) == _counts(whole_entry)
+    assert _staged(parts) == _staged(whole)
+
+
+def test_a_file_cut_into_chunks_by_their_bytes_stages_what_it_stages_in_one_piece(demo_files, key_file, tmp_path,
+                                                                                   monkeypatch):  # fmt: skip
+    source = sorted((demo_files / "bp2mi_siskop2mi").iterdir())[0]
+    whole, whole_entry = _process(tmp_path / "whole", key_file, "bp2mi_siskop2mi", source, 1_000_000, monkeypatch)
+    parts, parts_entry = _process(tmp_path / "parts", key_file, "bp2mi_siskop2mi", source, 1_000_000, monkeypatch,
+                                  chunk_bytes=source.stat().st_size // 4)  # fmt: skip
+    assert list((tmp_path / "parts" / "reports").rglob("validation-part-004.html"))
+    assert not list((tmp_path / "whole" / "reports").rglob("validation-part-*.html"))
     assert _counts(parts_entry) == _counts(whole_entry)
     assert _staged(parts) == _staged(whole)
 
