@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipelines import faults, mapping, readers, report, settings, stage, validate
 from pipelines import harmonise as harmonise_stage
@@ -196,8 +195,8 @@ def _process_file(
             warnings=warnings,
             duplicate_of=None,
         ),
-        report.read_issues(staged / "issues.parquet"),
-        pq.read_table(staged / "quarantined.parquet"),
+        staged / "issues.parquet",
+        staged / "quarantined.parquet",
         mapped.identifier_headers,
         hints,
         field_columns=mapped.matched,
