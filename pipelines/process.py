@@ -311,12 +311,13 @@ def _process_chunks(
     if not file_issues.num_rows:
         return stage.StagedCounts(read_n, accepted_n, quarantined_n, warned_n)
 
-    def original_rows(wanted: pa.Array) -> pa.Table:
-        """The file's own cells of a few rows already staged: read the file again (a rare path)."""
-        parts = [
-            t.filter(pc.is_in(t[readers.SOURCE_ROW], value_set=wanted)) for t, _ in read.chunks(step, [], step_bytes)
-        ]
-        return pa.concat_tables(parts) if parts else read.schema.empty_table()
+    def original_rows(wanted: pa.Array) -> Iterator[pa.Table]:
+        """The file's own cells of rows already staged, a chunk at a time: read the file again (a rare path;
+        a file sent twice in one has half its rows here)."""
+        for t, _ in read.chunks(step, [], step_bytes):
+            part = t.filter(pc.is_in(t[readers.SOURCE_ROW], value_set=wanted))
+            if part.num_rows:
+                yield part
 
     counts = stage.apply_file_issues(writer, file_issues, original_rows, read_n, quarantined_n, schema)
     lap("stage")

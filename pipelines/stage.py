@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -124,7 +124,7 @@ class BatchWriter:
 def apply_file_issues(
     writer: BatchWriter,
     issues: pa.Table,
-    original_rows: Callable[[pa.Array], pa.Table],
+    original_rows: Callable[[pa.Array], Iterable[pa.Table]],
     rows_read: int,
     rows_quarantined: int,
     schema: PlacementSchema | None = None,
@@ -165,7 +165,8 @@ def apply_file_issues(
         con.close()
     os.replace(rewritten, accepted_path)
     if len(moved):
-        writer.append("quarantined", original_rows(moved))
+        for part in original_rows(moved):
+            writer.append("quarantined", part)
     counts = StagedCounts(rows_read, accepted_n, rows_quarantined + len(moved), warned_n)
     if not counts.reconciles():
         raise AssertionError(f"rows do not reconcile: {counts}")  # a bug: never publish such a batch

@@ -104,6 +104,32 @@ def test_the_same_record_id_in_two_chunks_quarantines_both_rows(demo_files, key_
     assert (staged / "batch.json").exists() and not list(staged.parent.glob(".tmp-*"))
 
 
+def test_a_file_sent_twice_in_one_quarantines_both_copies_a_chunk_at_a_time_and_lists_them_in_source_order(
+    demo_files, key_file, tmp_path, monkeypatch
+):
+    """Every record id appears twice, so whole-file rules move every row that chunks had accepted: they are
+    staged a chunk at a time (never the whole file at once), and the report still lists rows in file order."""
+    import csv
+
+    import pyarrow.parquet as pq
+
+    agency = "bp2mi_siskop2mi"
+    lines = sorted((demo_files / agency).iterdir())[0].read_bytes().splitlines(keepends=True)
+    twice = tmp_path / "twice.csv"
+    twice.write_bytes(b"".join([*lines, *lines[1:]]))
+    home = tmp_path / "home"
+    staged, entry = _process(home, key_file, agency, twice, 100, monkeypatch)
+    assert entry.rows_read == 2 * (len(lines) - 1) and entry.rows_accepted == 0
+    meta = pq.ParquetFile(staged / "quarantined.parquet").metadata
+    at = meta.schema.names.index("_source_row")
+    lowest = [meta.row_group(i).column(at).statistics.min for i in range(meta.num_row_groups)]
+    moved_from = next(i for i in range(1, len(lowest)) if lowest[i] < lowest[i - 1])  # after the chunks' own
+    assert meta.num_row_groups - moved_from > 5  # the moved rows, staged a chunk at a time
+    with next((home / "reports").rglob("rejected_rows.csv")).open(encoding="utf-8-sig", newline="") as fh:
+        numbers = [int(row[-1]) for row in list(csv.reader(fh))[1:]]
+    assert numbers == sorted(numbers) and len(numbers) == entry.rows_quarantined
+
+
 def test_a_file_found_broken_after_chunks_were_processed_is_rejected_with_nothing_staged(
     demo_files, key_file, tmp_path, monkeypatch
 ):
