@@ -515,7 +515,8 @@ def _in_source_order(rows: pa.Table | Path) -> Iterator[pa.Table]:
 
 def _run_pieces(parquet: pq.ParquetFile, row_groups: list[int]) -> Iterator[pa.Table]:
     for batch in parquet.iter_batches(PIECE_ROWS, row_groups=row_groups):
-        yield _numbered(pa.Table.from_batches([batch]))
+        if (piece := _numbered(pa.Table.from_batches([batch]))).num_rows:  # `_merged` needs a last row
+            yield piece
 
 
 def _merged(runs: Sequence[Iterator[pa.Table]]) -> Iterator[pa.Table]:

@@ -35,7 +35,9 @@ RESTRICTED_FILES = re.compile(r"^rejected_rows\.(csv|xlsx)$")  # the agency's ow
 
 _DIGITS = re.compile(r"(?<!\d)\d{9,20}(?!\d)")
 _PASSPORT = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]\d{7}(?!\d)")
-_WORD = re.compile(r"[^\W\d_]+(?:['’`][^\W\d_]+)*")
+# Words are runs of letters and digits: random text (base64 keys, ids) spells a short name such as "eka" between
+# two digits now and then, and "3eka9" is one word here, never a name.
+_WORD = re.compile(r"[^\W_]+(?:['’`][^\W_]+)*")
 
 
 def _norm(text: str) -> str:

@@ -154,3 +154,17 @@ print(grown())
         assert sum(1 for _ in fh) == n + 1
     print(f"report grew the process by {grew >> 20} MiB")
     assert grew < 900 << 20, grew
+
+
+def test_staged_rows_without_a_row_number_are_passed_over(tmp_path, monkeypatch):
+    """A piece of the staged file holding only rows without a number (never written by the pipeline, but a file
+    can hold them) neither stops the merge nor reaches the rejected rows."""
+    monkeypatch.setattr(report, "PIECE_ROWS", 2)
+    rows = make_rows(6)
+    numbers = pa.array([None, None, 5, 6, 2, 3], pa.int64())  # a first piece of nulls, then a second run
+    staged_rows = rows.set_column(rows.schema.get_field_index("_source_row"), "_source_row", numbers)
+    issues = make_issues(*(issue(r, "nik.format", "nik", "***") for r in (2, 3, 5, 6)))
+    issues_path, quarantined = _staged(tmp_path, staged_rows, issues, [4, 2])
+    folder = _written(tmp_path / "reports", make_report(rows_read=6, rows_quarantined=4), issues_path, quarantined)
+    with (folder / CSV_NAME).open(encoding="utf-8-sig", newline="") as fh:
+        assert [row[-1] for row in list(csv.reader(fh))[1:]] == ["2", "3", "5", "6"]
