@@ -340,16 +340,6 @@ class Problem:
     hint: Bilingual | None
 
 
-# Issue columns that repeat a few texts over every row: read dictionary-encoded, a staged issues file of
-# 346,379 rows takes 13 MB instead of 79 MB (the two files of a 5M run end together, in the report)
-REPEATED_ISSUE_COLUMNS = ("rule_id", "severity", "field", "message_id", "message_en")
-
-
-def read_issues(path: Path) -> pa.Table:
-    """A staged issues file, its repeated texts dictionary-encoded."""
-    return pq.read_table(path, read_dictionary=list(REPEATED_ISSUE_COLUMNS))
-
-
 def _open_issues(con: duckdb.DuckDBPyConnection, issues: pa.Table | Path | None) -> None:
     """The issues as the view `issues` of this connection: a staged file is queried where it lies."""
     if isinstance(issues, Path):
