@@ -14,6 +14,8 @@ number of runs, the lower middle one):
             persistent PREFECT_HOME), with its per-stage timings
   cpu       the pipeline again with one file at a time (SDMI_WORKERS=1): CPU seconds by stage
   republish `sdmi publish` with no new files, and `sdmi run` on an empty inbox (the fixed cost)
+  hostile   `sdmi run` on two files unlike the bench's, once each: the first national file with every row
+            quarantined, and 100,000 of its rows with a long notes column (`hostile_inputs`)
   profile   with `--profile`: one more run under py-spy, summed by stage and function (`pipelines.profiling`)
 
 All of them read the UTF-8 CSV files only (the demo's SISKOP2MI exports): DuckDB cannot decode the
@@ -330,6 +332,62 @@ def identifier_headers(agency: str, files: list[Path]) -> tuple[str, list[str]]:
     return found["nik"], sorted(h for h in found.values() if h)
 
 
+HOSTILE_NOTES_ROWS = 100_000  # rows of the long-notes file at any bench size (~370 MB of CSV)
+NOTE = "catatan petugas verifikasi "  # 27 characters, repeated 0, 5, 50 or 500 times: ~3.7 KB a row on average
+
+
+def hostile_inputs(national: Path, agency: str, folder: Path) -> dict[str, Path]:
+    """Two files unlike the bench's, made from its first national export file by DuckDB: every row quarantined
+    (a destination country no code list knows, one systematic mistake), and a long notes column. Memory must not
+    follow their size either: before the report and the chunks were bounded, these took 3.5 and 2.0 GiB."""
+    import duckdb
+
+    from pipelines import config, mapping
+    from pipelines.readers import normalise_header
+
+    with national.open(encoding="utf-8-sig", newline="") as f:
+        headers = {normalise_header(h): h for h in next(csv.reader(f))}
+    cfg = config.agencies()[agency]
+    country = mapping.find_header(headers, cfg.columns.get("destination_country", []))
+    record = mapping.find_header(headers, cfg.record_id or [])
+    if not country or not record:
+        raise SystemExit(f"bench: no destination country or record id column in {national}")
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {"all_quarantined": folder / "all_quarantined.csv", "long_notes": folder / "long_notes.csv"}
+    source = f"read_csv('{national}', all_varchar = true, header = true)"
+    quoted = "(HEADER, FORCE_QUOTE *)"
+    con = duckdb.connect()
+    try:
+        unknown = f"SELECT * REPLACE ('Atlantis' AS \"{country}\") FROM {source}"
+        con.execute(f"COPY ({unknown}) TO '{out['all_quarantined']}' {quoted}")
+        times = f'[0, 5, 50, 500][CAST(hash("{record}") % 4 AS BIGINT) + 1]'
+        con.execute(
+            f"COPY (SELECT *, repeat('{NOTE}', {times}) AS \"Keterangan\" FROM {source} LIMIT {HOSTILE_NOTES_ROWS}) "
+            f"TO '{out['long_notes']}' {quoted}"
+        )
+    finally:
+        con.close()
+    return out
+
+
+def run_hostile(files: dict[str, Path], agency: str, out: Path, env: dict[str, str]) -> dict:
+    """`sdmi run` on each hostile file alone, on a fresh data root: wall time and the tree's peak RSS."""
+    result = {}
+    for name, path in files.items():
+        home = out / "homes" / f"hostile-{name}"
+        shutil.rmtree(home, ignore_errors=True)
+        (home / "inbox" / agency).mkdir(parents=True)
+        os.link(path, home / "inbox" / agency / path.name)
+        run = run_pipeline(home, env)
+        shutil.rmtree(home, ignore_errors=True)
+        result[name] = {
+            "bytes": path.stat().st_size,
+            **{k: run[k] for k in ("rows", "wall_s", "work_s", "cpu_s", "peak_rss_bytes", "rows_quarantined")},
+            "report_s": run["stages"].get("report"),
+        }
+    return result
+
+
 def run_bound(files: list[Path], work: Path, nik: str, identifiers: list[str]) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     staged, published = work / "staged.parquet", work / "published.parquet"
@@ -546,6 +604,12 @@ def table_text(result: dict) -> str:
             f"empty inbox (sdmi run, nothing to do): {empty['wall_s']:.1f} s wall, "
             f"of which flow {empty['work_s']:.2f} s"
         )
+    for name, r in (result.get("hostile") or {}).items():
+        lines.append(
+            f"hostile file, {name.replace('_', ' ')} (sdmi run, that file alone: {r['rows']:,} rows, "
+            f"{r['bytes'] / 1e6:,.0f} MB, {r['rows_quarantined']:,} quarantined): {r['wall_s']:.1f} s wall "
+            f"(report {r['report_s'] or 0:.1f} s), peak {_gib(r['peak_rss_bytes'])}  (target < 2 GiB)"
+        )
     start = result.get("startup")
     if start:
         for case in ("empty_first", "empty", "one_file"):
@@ -590,6 +654,10 @@ def check_targets(result: dict) -> dict:
         checks["republish < 30 s (work)"] = result["republish"]["work_s"] < TARGETS["republish_s_max_5m"]
         checks["republish < 30 s (wall, start-up included)"] = (
             result["republish"]["wall_s"] < TARGETS["republish_s_max_5m"]
+        )
+    for name, r in (result.get("hostile") or {}).items():
+        checks[f"peak RSS < 2 GiB ({name.replace('_', ' ')})"] = (
+            r["peak_rss_bytes"] < TARGETS["peak_rss_gib_max_5m"] * GIB
         )
     if "validate_share" in ratios and rows <= 1_000_000:
         checks["validate <= 1/4 of pipeline"] = ratios["validate_share"] <= TARGETS["validate_share_max_1m"]
@@ -636,7 +704,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--prefect-home", type=Path, default=None, help="default: <out>/prefect-home (kept)")
     p.add_argument("--skip", action="append", default=[],
-                   choices=["floor", "bound", "peer", "pipeline", "cpu", "republish", "startup"],
+                   choices=["floor", "bound", "peer", "pipeline", "cpu", "republish", "hostile", "startup"],
                    help="leave a measurement out (repeatable)")  # fmt: skip
     p.add_argument("--dask", action="store_true", help="also run the whole demo inbox: threads, Dask 1 and 2 workers")
     p.add_argument("--dask-repeat", type=int, default=1)
@@ -813,6 +881,12 @@ def main(argv: list[str] | None = None) -> dict:
         result["empty_inbox"] = summarise(empties)
     if last_home is not None and not args.keep_homes:
         shutil.rmtree(last_home, ignore_errors=True)
+
+    if "hostile" not in args.skip:
+        hostile = hostile_inputs(files[0], agencies[0], inputs / "hostile")
+        result["hostile"] = run_hostile(hostile, agencies[0], out, env)
+        for name, r in result["hostile"].items():
+            print(f"bench: hostile {name}: {r['wall_s']:.1f} s, peak {_gib(r['peak_rss_bytes'])}", flush=True)
 
     if "startup" not in args.skip:
         from pipelines.startup import measure_startup

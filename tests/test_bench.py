@@ -65,6 +65,12 @@ def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_ho
     assert start["one_file"]["files"] == 1 and start["one_file"]["first_file_in_hand_s"] > 0
     assert start["empty"]["files"] == 0 and start["empty"]["wall_s"] > 0
     assert "pipeline / floor" in result["table"]
+    # the hostile files: every row quarantined, and long notes; each run alone, its memory measured
+    hostile = written["hostile"]
+    assert hostile["all_quarantined"]["rows"] == hostile["all_quarantined"]["rows_quarantined"] > 0
+    assert hostile["long_notes"]["rows"] > 0 and hostile["long_notes"]["peak_rss_bytes"] > 0
+    assert "hostile file, all quarantined" in result["table"]
+    assert "peak RSS < 2 GiB (long notes)" in written["targets"]["checked"]
     # the profile: py-spy's samples of a real run, by stage, and the flame graph file beside the results
     profile = written["profile"]
     assert profile["samples"] > 0 and Path(profile["file"]).stat().st_size > 0
@@ -170,3 +176,20 @@ def test_the_bound_pseudonymises_the_nik_and_publishes_without_any_direct_identi
     assert run["rows"] == 1 and run["work_s"] > 0
     assert run["published_columns"] == ["No Registrasi", "Negara Tujuan", "worker_key"]
     assert not any((tmp_path / "work").iterdir())  # its files are removed after
+
+
+def test_the_hostile_files_quarantine_every_row_and_carry_long_notes(tmp_path: Path):
+    import csv
+
+    national = tmp_path / "national.csv"
+    rows = [["No Registrasi", "NIK", "Negara Tujuan"], *([f"REG-{i}", f"32{i:014d}", "Taiwan"] for i in range(400))]
+    with national.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    files = bench.hostile_inputs(national, "bp2mi_siskop2mi", tmp_path / "hostile")
+    with files["all_quarantined"].open(encoding="utf-8", newline="") as f:
+        unknown = list(csv.DictReader(f))
+    assert len(unknown) == 400 and {r["Negara Tujuan"] for r in unknown} == {"Atlantis"}
+    with files["long_notes"].open(encoding="utf-8", newline="") as f:
+        noted = list(csv.DictReader(f))
+    lengths = {len(r["Keterangan"]) for r in noted}
+    assert len(noted) == 400 and lengths == {len(bench.NOTE) * n for n in (0, 5, 50, 500)}
