@@ -126,18 +126,19 @@ def publish_memory_bytes() -> int:
 
 def chunk_rows() -> int:
     """Rows harmonised and validated at a time: memory follows the chunk, not the file."""
-    value = os.environ.get("SDMI_CHUNK_ROWS", "200000")
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"SDMI_CHUNK_ROWS must be a positive whole number, not {value!r}")
-    return int(value)
+    return _positive_whole_number("SDMI_CHUNK_ROWS", 200_000)
 
 
 def chunk_bytes() -> int:
     """A chunk's most Arrow bytes (SDMI_CHUNK_BYTES, 64 MiB by default): files with long cells (notes) come in
     fewer rows at a time. 200,000 rows of the national export are ~47 MiB, so it does not cut them."""
-    value = os.environ.get("SDMI_CHUNK_BYTES", str(64 << 20))
+    return _positive_whole_number("SDMI_CHUNK_BYTES", 64 << 20)
+
+
+def _positive_whole_number(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default))
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"SDMI_CHUNK_BYTES must be a positive whole number of bytes, not {value!r}")
+        raise ValueError(f"{name} must be a positive whole number, not {value!r}")
     return int(value)
 
 

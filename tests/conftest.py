@@ -32,7 +32,7 @@ SLOW_FILES = {
     "test_reliability.py": 95, "test_prefect_server.py": 94, "test_bench.py": 65, "test_serve.py": 47,
     "test_publish.py": 42, "test_bad_input_end_to_end.py": 38, "test_end_to_end.py": 37, "test_dask_runner.py": 33,
     "test_personal_data.py": 29, "test_cli.py": 26, "test_prefect_no_personal_data.py": 25,
-    "test_chunked_processing.py": 23,
+    "test_report_streaming.py": 35, "test_chunked_processing.py": 23,
 }  # fmt: skip
 
 

@@ -115,7 +115,8 @@ def test_an_issues_file_without_the_issue_columns_is_refused(tmp_path):
 def test_a_report_on_a_file_whose_every_row_was_quarantined_takes_memory_that_does_not_grow_with_it(tmp_path):
     """600,000 quarantined rows and 1.2 million issues, staged as the pipeline stages them. Handled at once (the
     rows, their identifier values as Python text, their reasons), the report grew the process by 1.6 GB; a
-    piece at a time, by 0.5 GB (pyarrow's and DuckDB's pools included), the same whatever the rows."""
+    piece at a time, by about 0.5 GB (pyarrow's and DuckDB's pools included), and ~0.6 GB at four times the
+    rows."""
     n, chunk = 600_000, 200_000
     numbers = np.arange(2, n + 2, dtype=np.int64)
     text = numbers.astype(str)
