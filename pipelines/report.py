@@ -566,12 +566,12 @@ def _rejected_piece(con: duckdb.DuckDBPyConnection, piece: pa.Table, indexes: li
 
 
 def _write_rejected_rows(
-    con: duckdb.DuckDBPyConnection, rows: pa.Table | Path, csv_path: Path, xlsx_path: Path
+    con: duckdb.DuckDBPyConnection, rows: pa.Table | Path, columns: list[str], csv_path: Path, xlsx_path: Path
 ) -> tuple[int, bool]:
     """rejected_rows.csv (every row) and .xlsx (the first XLSX_MAX_ROWS), a piece of the rows at a time: a file
     whose million rows were all quarantined took 3.4 GB when its rows were handled at once. Returns the rows
     written and whether the XLSX holds fewer."""
-    header, indexes = _rejected_header(_columns_of(rows))
+    header, indexes = _rejected_header(columns)
     out: _CsvFile | None = None
     for_xlsx: list[list[pa.Array]] = []
     written = 0
@@ -880,8 +880,9 @@ def write_report(
         _open_issues(con, issues)
         problems = _problems(con, hints, hidden)
         redact = _Redactor(_page_texts(problems))
+        columns = _columns_of(rows) if rows is not None else []
         if rows is not None:
-            names = [c for c in _columns_of(rows) if c in identifier_columns]
+            names = [c for c in columns if c in identifier_columns]
             for piece in _pieces(rows, names) if names else ():
                 for column in piece.columns:
                     redact.look_in(column)
@@ -891,8 +892,8 @@ def write_report(
         rejected_written = 0
         xlsx_truncated = False
         csv_path, xlsx_path = target / CSV_NAME, target / XLSX_NAME
-        if has_critical and rows is not None and SOURCE_ROW in _columns_of(rows):
-            rejected_written, xlsx_truncated = _write_rejected_rows(con, rows, csv_path, xlsx_path)
+        if has_critical and rows is not None and SOURCE_ROW in columns:
+            rejected_written, xlsx_truncated = _write_rejected_rows(con, rows, columns, csv_path, xlsx_path)
             if rejected_written:
                 written += [csv_path, xlsx_path]
         if not rejected_written:  # a rerun must not leave files from an earlier attempt
