@@ -16,6 +16,8 @@ number of runs, the lower middle one):
   republish `sdmi publish` with no new files, and `sdmi run` on an empty inbox (the fixed cost)
   hostile   `sdmi run` on two files unlike the bench's, once each: the first national file with every row
             quarantined, and 100,000 of its rows with a long notes column (`hostile_inputs`)
+  small     `sdmi run` on 100 files of 50 rows each (`small_inputs`), one at a time: what each file costs
+            whatever its size, as when district offices each send a short monthly list
   profile   with `--profile`: one more run under py-spy, summed by stage and function (`pipelines.profiling`)
 
 All of them read the UTF-8 CSV files only (the demo's SISKOP2MI exports): DuckDB cannot decode the
@@ -392,6 +394,52 @@ def run_hostile(files: dict[str, Path], agency: str, out: Path, env: dict[str, s
     return result
 
 
+SMALL_FILES, SMALL_ROWS = 100, 50  # the `small` measurement, at any bench size
+
+
+def small_inputs(national: Path, folder: Path, files: int = SMALL_FILES, rows: int = SMALL_ROWS) -> list[Path]:
+    """Up to `files` CSV files of `rows` rows each (fewer when the national file is short), cut by DuckDB from
+    the first rows of a national export file. Each file costs the pipeline a fixed amount whatever its rows
+    (GX's per-expectation work, DuckDB planning each statement, the report); a bench of large files never
+    shows it."""
+    import duckdb
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    source = f"read_csv('{national}', all_varchar = true, header = true)"
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE TABLE head AS SELECT *, row_number() OVER () - 1 AS _n FROM {source} LIMIT {files * rows}")
+        (available,) = con.execute("SELECT count(*) FROM head").fetchone()
+        out = [folder / f"small_{i:03d}.csv" for i in range(min(files, available // rows))]
+        for i, path in enumerate(out):
+            con.execute(
+                f"COPY (SELECT * EXCLUDE (_n) FROM head WHERE _n // {rows} = {i} ORDER BY _n) TO '{path}' "
+                "(HEADER, FORCE_QUOTE *)"
+            )
+    finally:
+        con.close()
+    return out
+
+
+def run_small(files: list[Path], agency: str, out: Path, env: dict[str, str]) -> dict:
+    """`sdmi run` on the small files together, one file at a time (SDMI_WORKERS=1): seconds per file."""
+    home = out / "homes" / "small"
+    shutil.rmtree(home, ignore_errors=True)
+    (home / "inbox" / agency).mkdir(parents=True)
+    for path in files:
+        shutil.copy2(path, home / "inbox" / agency / path.name)
+    run = run_pipeline(home, env, {"SDMI_WORKERS": "1"})
+    shutil.rmtree(home, ignore_errors=True)
+    per_file = {k: round(v / len(files), 4) for k, v in run["stages"].items() if k not in ("publish", "total")}
+    return {
+        "files": len(files),
+        **{k: run[k] for k in ("rows", "wall_s", "work_s", "cpu_s", "peak_rss_bytes")},
+        "stages": run["stages"],
+        "per_file_s": per_file,
+    }
+
+
 def run_bound(files: list[Path], work: Path, nik: str, identifiers: list[str]) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     staged, published = work / "staged.parquet", work / "published.parquet"
@@ -614,6 +662,15 @@ def table_text(result: dict) -> str:
             f"{r['bytes'] / 1e6:,.0f} MB, {r['rows_quarantined']:,} quarantined): {r['wall_s']:.1f} s wall "
             f"(report {r['report_s'] or 0:.1f} s), peak {_gib(r['peak_rss_bytes'])}  (target < 2 GiB)"
         )
+    small = result.get("small")
+    if small:
+        each = small["per_file_s"]
+        lines.append(
+            f"small files (sdmi run, {small['files']} files of {small['rows'] // small['files']} rows, one at a time): "
+            f"{small['stages'].get('files', 0):.1f} s for the files, {each.get('files', 0):.2f} s a file "
+            f"(harmonise {each.get('harmonise', 0):.3f}, validate {each.get('validate', 0):.3f} of which GX "
+            f"{each.get('gx', 0):.3f}, report {each.get('report', 0):.3f}); {small['wall_s']:.1f} s wall"
+        )
     start = result.get("startup")
     if start:
         for case in ("empty_first", "empty", "one_file"):
@@ -708,7 +765,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--prefect-home", type=Path, default=None, help="default: <out>/prefect-home (kept)")
     p.add_argument("--skip", action="append", default=[],
-                   choices=["floor", "bound", "peer", "pipeline", "cpu", "republish", "hostile", "startup"],
+                   choices=["floor", "bound", "peer", "pipeline", "cpu", "republish", "hostile", "small", "startup"],
                    help="leave a measurement out (repeatable)")  # fmt: skip
     p.add_argument("--dask", action="store_true", help="also run the whole demo inbox: threads, Dask 1 and 2 workers")
     p.add_argument("--dask-repeat", type=int, default=1)
@@ -891,6 +948,10 @@ def main(argv: list[str] | None = None) -> dict:
         result["hostile"] = run_hostile(hostile, agencies[0], out, env)
         for name, r in result["hostile"].items():
             print(f"bench: hostile {name}: {r['wall_s']:.1f} s, peak {_gib(r['peak_rss_bytes'])}", flush=True)
+
+    if "small" not in args.skip:
+        result["small"] = run_small(small_inputs(files[0], inputs / "small"), agencies[0], out, env)
+        print(f"bench: small files: {result['small']['per_file_s'].get('files', 0):.2f} s a file", flush=True)
 
     if "startup" not in args.skip:
         from pipelines.startup import measure_startup

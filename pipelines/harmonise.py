@@ -6,6 +6,7 @@ operations in DuckDB over Arrow; Python touches only distinct values that need f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -92,17 +93,35 @@ def _date_expr(column: str, formats: list[str]) -> str:
     )
 
 
-def _per_distinct(con: duckdb.DuckDBPyConnection, column: pa.ChunkedArray, expr: str) -> pa.Array:
-    """SQL `expr` over `v`, computed once per distinct value of `column` and mapped back to its rows (NULL
-    stays NULL). Files repeat a few agency names, contract lengths and dates on every row: the recruitment
-    agency's two regular expressions over each row were ~0.16 of a 200,000-row chunk's 0.8 CPU-seconds."""
-    values = pc.unique(column.combine_chunks()).drop_null()
-    con.register("_distinct", pa.table({"v": values}))
+def _per_distinct(
+    con: duckdb.DuckDBPyConnection, columns: dict[str, pa.ChunkedArray], exprs: dict[str, Callable[[str], str]]
+) -> dict[str, pa.Array]:
+    """Each SQL expression (built for a column name) computed once per distinct value of its column and mapped
+    back to the rows (NULL stays NULL). Files repeat a few agency names, contract lengths and dates on every
+    row: the recruitment agency's two regular expressions over each row were ~0.16 of a 200,000-row chunk's
+    0.8 CPU-seconds. All columns go in one statement, side by side (shorter ones padded with NULL): DuckDB
+    plans each statement at a cost, ~5 ms, that a 50-row file notices four times over."""
+    values = {name: pc.unique(columns[name].combine_chunks()).drop_null() for name in exprs}
+    length = max(len(v) for v in values.values())
+    padded = {name: pa.concat_arrays([v, pa.nulls(length - len(v), v.type)]) for name, v in values.items()}
+    con.register("_distinct", pa.table(padded))
     try:
-        result = con.sql(f"SELECT v, {expr} AS out FROM _distinct").to_arrow_table()
+        select = ", ".join(
+            f'{_ident(name)} AS "{name}__v", {expr(_ident(name))} AS "{name}__out"' for name, expr in exprs.items()
+        )
+        result = con.sql(f"SELECT {select} FROM _distinct").to_arrow_table()
     finally:
         con.unregister("_distinct")
-    return pc.take(result["out"], pc.index_in(column, value_set=result["v"]))
+    return {
+        name: pc.take(
+            result[f"{name}__out"], pc.index_in(columns[name], value_set=result[f"{name}__v"], skip_nulls=True)
+        )
+        for name in exprs
+    }
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _hmac(message_sql: str) -> str:
@@ -155,27 +174,30 @@ def _harmonise(
     if "occupation_code" not in present:
         source_of["occupation_code"] = "occupation_title"
     match_cols = []
+    inexact: set[str] = set()  # fields with a value that did not match exactly: only these can get a message
     for name, listname in coded.items():
         src = source_of[name]
         values = pc.unique(mapped[src].combine_chunks()).drop_null()
         matches = codelists.match_values(listname, values.to_pylist())
+        if pc.any(pc.is_in(matches["match"], value_set=pa.array(MESSAGE_MATCHES))).as_py():
+            inexact.add(name)
         con.register(f"cl_{name}", matches)
         code = pc.take(matches["code"], pc.index_in(mapped[src], value_set=matches["value"]))
         mapped = mapped.append_column(f"{name}__code", code)
         # how each value matched is joined again only for the rows that get a message (see _issues): carried
         # in the working table it was a quarter of it (200,000 rows: 173 MB, 127 MB without)
         match_cols.append(f'm."{name}__code" AS "{name}__code", m."{src}" AS "{name}__raw"')
-    per_distinct = {
-        "recruitment_agency": "nullif(trim(regexp_replace(regexp_replace(upper(v), '[^A-Z0-9 ]', ' ', 'g'), "
-        "'\\s+', ' ', 'g')), '')",
-        "contract_months": "TRY_CAST(regexp_extract(v, '^\\s*([0-9]{1,3})', 1) AS BIGINT)",
-        **{name: _date_expr("v", cfg.date_formats) for name in DATE_FIELDS},
+    per_distinct: dict[str, Callable[[str], str]] = {
+        "recruitment_agency": lambda v: (
+            f"nullif(trim(regexp_replace(regexp_replace(upper({v}), '[^A-Z0-9 ]', ' ', 'g'), '\\s+', ' ', 'g')), '')"
+        ),
+        "contract_months": lambda v: f"TRY_CAST(regexp_extract({v}, '^\\s*([0-9]{{1,3}})', 1) AS BIGINT)",
+        **dict.fromkeys(DATE_FIELDS, lambda v: _date_expr(v, cfg.date_formats)),
     }
-    for name, expr in per_distinct.items():
-        mapped = mapped.append_column(f"{name}__clean", _per_distinct(con, mapped[name], expr))
+    cleaned = _per_distinct(con, {name: mapped[name] for name in per_distinct}, per_distinct)
+    for name, column in cleaned.items():
+        mapped = mapped.append_column(f"{name}__clean", column)
     con.register("m", mapped)
-    nik_provinces = sorted(codelists.nik_province_codes())
-    con.execute("CREATE TEMP TABLE nik_prov AS SELECT unnest($c::VARCHAR[]) AS code", {"c": nik_provinces})
 
     params = {
         "opad": secret.outer_pad,
@@ -264,7 +286,7 @@ def _harmonise(
         params=params,
     ).to_arrow_table()
     con.register("h", h)
-    issues = _issues(con, schema, coded, present | {source_of["occupation_code"]})
+    issues = _issues(con, schema, coded, present | {source_of["occupation_code"]}, inexact)
     con.unregister("h")
     table = settings.owned_copy(h.select(schema.names()))  # not the helpers: they go with `h`
     del h
@@ -282,19 +304,29 @@ def _filled(template: str, fills: dict[str, str]) -> str:
     return sql
 
 
-def _issues(con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict, present: set[str]) -> pa.Table:
+MESSAGE_MATCHES = ("unknown", "ambiguous", "fuzzy")  # how a value matched its code list, for each rule below
+
+
+def _issues(
+    con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict, present: set[str], inexact: set[str]
+) -> pa.Table:
+    """One row per row and rule broken, with its message. Only the rules that some row breaks go into the
+    query: DuckDB plans every part of a UNION, and planning all of them took ~0.08 s a chunk whatever its
+    size (most of harmonise's time on a 50-row file). Which rules some row breaks is one small aggregate."""
     direct = set(schema.direct_identifiers())
     parts: list[str] = []
+    checks: list[tuple[str, str]] = []  # (condition, its part): kept when some row meets the condition
 
     def add(rule: tuple[str, str, str, str], field: str, condition: str, value: str) -> None:
         rule_id, severity, msg_id, msg_en = rule
         shown = "NULL" if field in direct else f"CAST({value} AS VARCHAR)"
         fills = {"{value}": shown}
-        parts.append(
+        checks.append((
+            condition,
             f"SELECT source_row, {_sql_str(rule_id)} AS rule_id, {_sql_str(severity)} AS severity, "
             f"{_sql_str(field)} AS field, {shown} AS value, {_filled(msg_id, fills)} AS message_id, "
-            f"{_filled(msg_en, fills)} AS message_en FROM h WHERE {condition}"
-        )
+            f"{_filled(msg_en, fills)} AS message_en FROM h WHERE {condition}",
+        ))  # fmt: skip
 
     # A code list's messages depend on the value alone: written once per distinct value that did not match
     # exactly, then joined to its rows, one pass per field (not one per field and rule).
@@ -307,17 +339,19 @@ def _issues(con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict
             "{score}": "CAST(CAST(round(cl.score) AS INTEGER) AS VARCHAR)",
         }
         per_value = []
-        for template, match in (("unknown_code", "unknown"), ("ambiguous_code", "ambiguous"), ("fuzzy_match", "fuzzy")):
+        for template, match in zip(("unknown_code", "ambiguous_code", "fuzzy_match"), MESSAGE_MATCHES, strict=True):
             rule_id, severity, msg_id, msg_en = _rule(f"harmonise.{template}.{{field}}", name, schema)
             per_value.append(
                 f"SELECT cl.value, {_sql_str(rule_id)} AS rule_id, {_sql_str(severity)} AS severity, {shown} AS shown, "
                 f"{_filled(msg_id, fills)} AS message_id, {_filled(msg_en, fills)} AS message_en "
                 f"FROM cl_{name} AS cl WHERE cl.match = '{match}'"
             )
-        parts.append(
-            f"SELECT h.source_row, v.rule_id, v.severity, {_sql_str(name)} AS field, v.shown AS value, v.message_id, "
-            f'v.message_en FROM h JOIN ({" UNION ALL ".join(per_value)}) AS v ON v.value = h."{name}__raw"'
-        )
+        if name in inexact:
+            parts.append(
+                f"SELECT h.source_row, v.rule_id, v.severity, {_sql_str(name)} AS field, v.shown AS value, "
+                f"v.message_id, v.message_en FROM h JOIN ({' UNION ALL '.join(per_value)}) AS v "
+                f'ON v.value = h."{name}__raw"'
+            )
         if name in present and not schema.field(name).required:
             raw = f'h."{name}__raw"'
             add(_rule("harmonise.missing_value.{field}", name, schema), name, f"{raw} IS NULL", raw)
@@ -334,8 +368,9 @@ def _issues(con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict
         "contract_months__raw IS NOT NULL AND contract_months IS NULL",
         "contract_months__raw",
     )
+    provinces = ", ".join(map(_sql_str, sorted(codelists.nik_province_codes())))
     nik_rules = {
-        "nik.province": "nik_ok AND left(nik, 2) NOT IN (SELECT code FROM nik_prov)",
+        "nik.province": f"nik_ok AND left(nik, 2) NOT IN ({provinces})",
         "nik.birth_digits": "nik_ok AND nik_birth IS NULL",
         "nik.birth_date_mismatch": "nik_ok AND birth_date__parsed IS NOT NULL AND nik_birth IS NOT NULL "
         "AND birth_date__parsed <> nik_birth",
@@ -352,5 +387,11 @@ def _issues(con: duckdb.DuckDBPyConnection, schema: PlacementSchema, coded: dict
         "AND left(origin_regency_code, 2) <> origin_province_code",
         "origin_regency_code",
     )
+    (broken,) = con.sql(
+        "SELECT " + ", ".join(f"coalesce(bool_or({condition}), false)" for condition, _ in checks) + " FROM h"
+    ).fetchall()
+    parts += [part for (_, part), hit in zip(checks, broken, strict=True) if hit]
+    if not parts:
+        return ISSUE_SCHEMA.empty_table()
     sql = " UNION ALL ".join(parts) + " ORDER BY source_row, rule_id"
     return con.sql(sql).to_arrow_table().cast(ISSUE_SCHEMA)

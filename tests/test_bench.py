@@ -71,6 +71,11 @@ def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_ho
     assert hostile["long_notes"]["rows"] > 0 and hostile["long_notes"]["peak_rss_bytes"] > 0
     assert "hostile file, all quarantined" in result["table"]
     assert "peak RSS < 2 GiB (long notes)" in written["targets"]["checked"]
+    # many small files, one at a time: the fixed cost of a file
+    small = written["small"]
+    assert small["files"] > 0 and small["rows"] == small["files"] * bench.SMALL_ROWS
+    assert small["per_file_s"]["files"] > 0 and small["per_file_s"]["validate"] > 0
+    assert "small files (sdmi run" in result["table"]
     # the profile: py-spy's samples of a real run, by stage, and the flame graph file beside the results
     profile = written["profile"]
     assert profile["samples"] > 0 and Path(profile["file"]).stat().st_size > 0
@@ -193,3 +198,21 @@ def test_the_hostile_files_quarantine_every_row_and_carry_long_notes(tmp_path: P
         noted = list(csv.DictReader(f))
     lengths = {len(r["Keterangan"]) for r in noted}
     assert len(noted) == 400 and lengths == {len(bench.NOTE) * n for n in (0, 5, 50, 500)}
+
+
+def test_the_small_files_hold_each_of_the_first_rows_once_in_order(tmp_path: Path):
+    import csv
+
+    national = tmp_path / "national.csv"
+    rows = [["No Registrasi", "NIK"], *([f"REG-{i}", f"32{i:014d}"] for i in range(230))]
+    with national.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    files = bench.small_inputs(national, tmp_path / "small", files=5, rows=50)
+    assert [f.name for f in files] == [f"small_{i:03d}.csv" for i in range(4)]  # 230 rows: four whole files
+    read = []
+    for path in files:
+        with path.open(encoding="utf-8", newline="") as f:
+            part = list(csv.DictReader(f))
+        assert len(part) == 50
+        read += [r["No Registrasi"] for r in part]
+    assert read == [f"REG-{i}" for i in range(200)]

@@ -206,3 +206,22 @@ def test_rows_come_out_in_source_row_order_with_each_rows_own_codes(key_file):
     expected = {"Hong Kong": "HKG", "Taiwan": "TWN", "Malaysia": "MYS", "Singapore": "SGP"}
     assert [r["destination_country"] for r in out] == [expected[c] for c in countries]
     assert [r["source_record_id"] for r in out] == [f"R{i}" for i in range(len(rows))]
+
+
+def test_each_row_gets_the_rules_it_breaks_when_rows_break_different_rules(key_file):
+    # only the rules some row of a chunk breaks are queried: several at once, each on its own row, and a
+    # clean row beside them with none
+    broken = [
+        ({"sex": "L"}, {"nik.sex_mismatch"}),
+        ({"nik": "9907014507950001"}, {"nik.province"}),
+        ({"departure_date": "31/02/2024"}, {"harmonise.bad_date.departure_date"}),
+        ({"destination_country": "Hongkongg Raya"}, {"harmonise.unknown_code.destination_country"}),
+        ({"destination_country": "Malaysiaa"}, {"harmonise.fuzzy_match.destination_country"}),
+        ({"occupation_title": "Worker"}, {"harmonise.ambiguous_code.occupation_code"}),
+        ({"contract_months": "dua tahun"}, {"harmonise.bad_number.contract_months"}),
+        ({}, set()),
+    ]
+    rows = [{"occupation_title": "Domestic Worker", "contract_months": "24", **BASE, **extra} for extra, _ in broken]
+    issues = _run(rows, key_file).issues.to_pylist()
+    for n, (_, rules) in enumerate(broken):
+        assert {i["rule_id"] for i in issues if i["source_row"] == n + 2} == rules

@@ -256,3 +256,65 @@ def test_a_column_with_any_other_check_or_a_row_condition_reaches_gx_as_its_valu
     assert validate.stand_ins([null, mostly]) == {}
     assert validate.stand_ins([null, conditional]) == {}
     assert validate.stand_ins([{**null, "kwargs": {"column": "source_row"}}]) == {}  # the index
+
+
+def _one_complete_validation(frame: pd.DataFrame, suite_dict: dict, parameters: dict):
+    """The suite as GX runs it in one call with every failing row listed: what `run_suite` must agree with."""
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    batch = validate._batch_definition().get_batch(batch_parameters={"dataframe": frame})
+    return batch.validate(
+        ExpectationSuite(**suite_dict),
+        expectation_parameters=parameters,
+        result_format={**validate.COMPLETE, "unexpected_index_column_names": ["source_row"]},
+    )
+
+
+def test_failing_rows_are_the_same_as_in_one_complete_validation_of_the_suite(key_file):
+    rows = [GOOD, {**GOOD, "source_record_id": "B", "nik": "350701450795001"},
+            {**GOOD, "source_record_id": "C", "destination_country": None},
+            {**GOOD, "source_record_id": "D", "departure_date": "01/03/2026"}]  # fmt: skip
+    table, cfg = _harmonised(rows, key_file), _cfg()
+    frame, suite = validate._to_pandas(table), validate.suite_for(cfg)
+    parameters = validate.parameters_for(cfg, date(2025, 1, 1))
+    result = validate.run_suite(frame, suite, parameters)
+    reference = _one_complete_validation(frame, suite, parameters)
+    assert sorted(validate._failures(result)) == sorted(validate._failures(reference))
+    assert [r.success for r in result.results] == [r.success for r in reference.results]
+    assert {rule[0] for rule, _ in validate._failures(result)} >= {"nik.format", "departure_date.range"}
+    # an expectation that passed was asked only for its verdict
+    assert all(r.result == {} for r in result.results if r.success)
+
+
+def test_a_frame_above_the_verdict_first_size_is_validated_in_one_call_with_every_count(key_file, monkeypatch):
+    rows = [GOOD, {**GOOD, "source_record_id": "B", "nik": "350701450795001"}]
+    table, cfg = _harmonised(rows, key_file), _cfg()
+    frame, suite = validate._to_pandas(table), validate.suite_for(cfg)
+    parameters = validate.parameters_for(cfg, date(2025, 1, 1))
+    small = validate.run_suite(frame, suite, parameters)
+    monkeypatch.setattr(validate, "VERDICT_FIRST_ROWS", 1)
+    large = validate.run_suite(frame, suite, parameters)
+    assert validate._failures(large) == validate._failures(small)
+    assert all("unexpected_count" in r.result for r in large.results if r.success)
+
+
+def test_an_expectation_with_mostly_that_passes_still_reports_its_counts(key_file):
+    cfg = _cfg(
+        expectations=[
+            {
+                "rule_id": "test_agency.mostly_taiwan",
+                "expectation": "expect_column_values_to_be_in_set",
+                "kwargs": {"column": "destination_country", "value_set": ["TWN"], "mostly": 0.5},
+                "severity": "warning",
+                "message_id": "Sebagian besar ke Taiwan.",
+                "message_en": "Mostly to Taiwan.",
+            }
+        ]
+    )
+    rows = [GOOD, {**GOOD, "source_record_id": "B"},
+            {**GOOD, "source_record_id": "C", "destination_country": "Malaysia"}]  # fmt: skip
+    table = _harmonised(rows, key_file, cfg)
+    result = validate.run_suite(validate._to_pandas(table), validate.suite_for(cfg), validate.parameters_for(cfg))
+    mostly = next(r for r in result.results if r.expectation_config.meta["rule_id"] == "test_agency.mostly_taiwan")
+    assert mostly.success
+    assert mostly.result["unexpected_count"] == 1
