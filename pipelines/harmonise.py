@@ -107,7 +107,8 @@ def _per_distinct(
     con.register("_distinct", pa.table(padded))
     try:
         select = ", ".join(
-            f'{_ident(name)} AS "{name}__v", {expr(_ident(name))} AS "{name}__out"' for name, expr in exprs.items()
+            f'{_quoted_name(name)} AS "{name}__v", {expr(_quoted_name(name))} AS "{name}__out"'
+            for name, expr in exprs.items()
         )
         result = con.sql(f"SELECT {select} FROM _distinct").to_arrow_table()
     finally:
@@ -120,7 +121,7 @@ def _per_distinct(
     }
 
 
-def _ident(name: str) -> str:
+def _quoted_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
