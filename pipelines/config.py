@@ -181,6 +181,14 @@ class AgencyConfig(_Strict):
         unknown = sorted(x for x in targets if x not in mappable)
         if unknown:
             raise ValueError(f"unknown schema fields {unknown}; mappable fields are {sorted(mappable)}")
+        fields = set(schema.names())
+        for e in self.expectations:
+            named = [e.kwargs.get(k) for k in ("column", "column_A", "column_B")] + list(
+                e.kwargs.get("column_list") or []
+            )
+            missing = sorted({str(c) for c in named if c is not None and c not in fields})
+            if missing:
+                raise ValueError(f"expectation {e.rule_id}: columns {missing} are not fields of the harmonised schema")
         return self
 
 

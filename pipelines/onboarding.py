@@ -117,6 +117,7 @@ def check(path: Path, cfg: AgencyConfig, preview_rows: int = 5, run_date: date |
         secret=throwaway,
         schema=schema,
     )
+    validate.check_agency(cfg)
     gx_issues = validate.validate(harmonised.table, cfg, run_date=run_date, schema=schema)
     row_issues = read.row_issues.cast(ISSUE_SCHEMA) if read.row_issues.num_rows else ISSUE_SCHEMA.empty_table()
     issues = pa.concat_tables([row_issues, harmonised.issues, gx_issues])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -29,7 +30,7 @@ import pyarrow.compute as pc
 
 from pipelines import codelists, settings
 from pipelines.config import AgencyConfig
-from pipelines.problems import ISSUE_SCHEMA
+from pipelines.problems import ISSUE_SCHEMA, ConfigError
 from pipelines.schema import PlacementSchema, load_schema
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -288,6 +289,47 @@ def suite_for(cfg: AgencyConfig, suite_path: Path = SUITE_PATH) -> dict:
     return suite_dict
 
 
+def suite_problems(suite_dict: dict) -> list[str]:
+    """Each expectation GX cannot build or whose regular expression does not compile, with the reason. GX's
+    `ExpectationSuite` leaves an expectation it cannot build out with only a log line, so its rule would
+    silently never run (a misspelt type in an agency's YAML did exactly that)."""
+    _gx_module()
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    problems = []
+    for e in suite_dict["expectations"]:
+        name = (e.get("meta") or {}).get("rule_id") or e["type"]
+        try:
+            ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e.get("meta")).to_domain_obj()
+            for pattern in [e["kwargs"].get("regex"), *(e["kwargs"].get("regex_list") or [])]:
+                if isinstance(pattern, str):
+                    re.compile(pattern)
+        except Exception as exc:  # GX raises several kinds (not found, invalid, pydantic); re its own
+            problems.append(f"{name} ({e['type']}): {getattr(exc, 'message', None) or exc}")
+    return problems
+
+
+def check_agency(cfg: AgencyConfig, suite_path: Path = SUITE_PATH) -> None:
+    """Refuse an agency whose expectations GX cannot run, naming its YAML file and each rule."""
+    problems = suite_problems(suite_for(cfg, suite_path))
+    if problems:
+        where = cfg.source_file or cfg.agency
+        listed = "; ".join(problems)
+        raise ConfigError(f"{where}: ekspektasi yang tidak dapat dijalankan GX / expectations GX cannot run: {listed}")
+
+
+def _expectation_suite(suite_dict: dict) -> Any:
+    """GX's suite object, every expectation in it (see `suite_problems`)."""
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    suite = ExpectationSuite(**suite_dict)
+    if len(suite.expectations) != len(suite_dict["expectations"]):
+        raise ConfigError(
+            f"GX left expectations out of suite {suite_dict['name']}: {'; '.join(suite_problems(suite_dict))}"
+        )
+    return suite
+
+
 def parameters_for(cfg: AgencyConfig, run_date: date | None = None) -> dict:
     return {"run_date": pd.Timestamp(run_date or date.today()), "data_begins": pd.Timestamp(cfg.data_begins)}
 
@@ -489,7 +531,10 @@ def _failures(result: Any, index: str = "source_row") -> list[tuple[tuple, list[
     for r in result.results:
         meta = r.expectation_config.meta
         if _raised(r.exception_info):
-            raise RuntimeError(f"GX could not evaluate rule {meta['rule_id']}: a bug, not a data problem")
+            raise RuntimeError(
+                f"GX could not evaluate rule {meta['rule_id']}: a bug, not a data problem "
+                f"({_raised_message(r.exception_info)})"
+            )
         if r.success:
             continue
         ids: list[int] = []
@@ -560,21 +605,19 @@ def run_suite(
     asked = time.perf_counter()
     with _GX_LOCK, _timed(timings, asked):
         batch_definition = _batch_definition()
-        from great_expectations.core.expectation_suite import ExpectationSuite
-
         batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
         _configurations.kept = {}
         try:
             if len(df) > VERDICT_FIRST_ROWS:
                 return batch.validate(
-                    ExpectationSuite(**suite_dict),
+                    _expectation_suite(suite_dict),
                     expectation_parameters=parameters,
                     result_format={**COMPLETE, "unexpected_index_column_names": [index]},
                 )
             # each expectation named by its place, to find the failed ones' rows in the second call
             numbered = [{**e, "id": str(uuid.UUID(int=n))} for n, e in enumerate(suite_dict["expectations"])]
             verdicts = batch.validate(
-                ExpectationSuite(**{**suite_dict, "expectations": numbered}),
+                _expectation_suite({**suite_dict, "expectations": numbered}),
                 expectation_parameters=parameters,
                 result_format="BOOLEAN_ONLY",
             )
@@ -584,7 +627,7 @@ def run_suite(
                 return verdicts
             _configurations.kept = {}
             detail = batch.validate(
-                ExpectationSuite(**{**suite_dict, "expectations": [e for e in numbered if e["id"] in again]}),
+                _expectation_suite({**suite_dict, "expectations": [e for e in numbered if e["id"] in again]}),
                 expectation_parameters=parameters,
                 result_format={**COMPLETE, "unexpected_index_column_names": [index]},
             )
@@ -648,6 +691,13 @@ def _raised(info: dict | None) -> bool:
     if "raised_exception" in info:
         return bool(info["raised_exception"])
     return any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
+
+
+def _raised_message(info: dict | None) -> str:
+    """GX's message for an expectation that crashed (first line only: no values of the rows)."""
+    infos = [info] if info and "raised_exception" in info else [v for v in (info or {}).values() if isinstance(v, dict)]
+    messages = [str(i.get("exception_message") or "").splitlines()[0] for i in infos if i.get("raised_exception")]
+    return "; ".join(m for m in messages if m) or "no message"
 
 
 def _int64(rows: pa.Array | pa.ChunkedArray) -> pa.Array:

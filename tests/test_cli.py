@@ -173,3 +173,35 @@ def test_a_long_file_reports_its_rows_chunk_by_chunk(prefect_harness, tmp_path, 
         json.loads(line.split(" ", 2)[2]) for line in result.output.splitlines() if line.startswith("sdmi: rows")
     ]
     assert [p["done"] for p in progress] == [100, 200, 250], result.output
+
+
+def test_run_exits_3_before_any_file_when_an_agency_expectation_cannot_run(
+    prefect_harness, tmp_path, key_file, monkeypatch
+):
+    # GX leaves an expectation it cannot build out of a suite with only a log line: the rule would never run
+    import shutil
+
+    import yaml
+
+    from pipelines import settings
+
+    agencies = tmp_path / "agencies"
+    shutil.copytree(settings.AGENCIES_DIR, agencies)
+    mapping_file = agencies / f"{P3MI}.yaml"
+    mapping = yaml.safe_load(mapping_file.read_text(encoding="utf-8"))
+    mapping["expectations"] = [{
+        "rule_id": f"{P3MI}.only_asia", "expectation": "expect_column_values_to_be_in_sett",
+        "kwargs": {"column": "destination_country", "value_set": ["HKG", "MYS"]},
+        "message_id": "Negara di luar Asia.", "message_en": "Destination outside Asia.",
+    }]  # fmt: skip
+    mapping_file.write_text(yaml.safe_dump(mapping, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setattr(settings, "AGENCIES_DIR", agencies)
+    home = tmp_path / "home"
+    _junk_inbox(home)
+    result = CliRunner().invoke(
+        app, ["run", "--home", str(home), "--key-file", str(key_file), "--stable-seconds", "0", "--no-publish"]
+    )
+    assert result.exit_code == 3, result.output
+    said = result.output.replace("\n", "")  # the console wraps long lines
+    assert f"{P3MI}.only_asia" in said and str(mapping_file) in said
+    assert sorted(p.name for p in (home / "inbox" / P3MI).iterdir()) == ["bukan_data.csv", "kosong.csv"]

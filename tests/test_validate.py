@@ -15,6 +15,7 @@ from pipelines.config import AgencyConfig
 from pipelines.generated import artefacts
 from pipelines.harmonise import harmonise
 from pipelines.keys import load_secret
+from pipelines.problems import ConfigError
 from pipelines.schema import load_schema
 
 NIK = "3507014507950001"
@@ -318,3 +319,45 @@ def test_an_expectation_with_mostly_that_passes_still_reports_its_counts(key_fil
     mostly = next(r for r in result.results if r.expectation_config.meta["rule_id"] == "test_agency.mostly_taiwan")
     assert mostly.success
     assert mostly.result["unexpected_count"] == 1
+
+
+def _only_asia(**changes) -> dict:
+    return {
+        "rule_id": "test_agency.only_asia",
+        "expectation": "expect_column_values_to_be_in_set",
+        "kwargs": {"column": "destination_country", "value_set": ["HKG", "MYS"]},
+        "severity": "warning",
+        "message_id": "Negara di luar Asia.",
+        "message_en": "Destination outside Asia.",
+        **changes,
+    }
+
+
+def test_an_expectation_gx_cannot_build_stops_the_validation_instead_of_being_left_out(key_file):
+    cfg = _cfg(expectations=[_only_asia(expectation="expect_column_values_to_be_in_sett")])
+    table = _harmonised([GOOD], key_file, cfg)
+    with pytest.raises(ConfigError, match=r"test_agency\.only_asia"):
+        validate.validate(table, cfg)
+
+
+def test_an_agency_is_refused_for_each_expectation_gx_cannot_run_with_its_reason():
+    validate.check_agency(_cfg(expectations=[_only_asia()]))  # a sound one passes
+    bad = _cfg(
+        expectations=[
+            _only_asia(expectation="expect_column_values_to_be_in_sett"),
+            _only_asia(
+                rule_id="test_agency.bad_regex",
+                expectation="expect_column_values_to_match_regex",
+                kwargs={"column": "destination_country", "regex": "("},
+            ),
+        ]
+    )
+    with pytest.raises(ConfigError) as refused:
+        validate.check_agency(bad)
+    assert "test_agency.only_asia" in str(refused.value) and "not found" in str(refused.value)
+    assert "test_agency.bad_regex" in str(refused.value) and "missing )" in str(refused.value)
+
+
+def test_an_agency_expectation_on_a_column_the_schema_lacks_is_refused_on_load():
+    with pytest.raises(ValueError, match="not fields of the harmonised schema"):
+        _cfg(expectations=[_only_asia(kwargs={"column": "negara", "value_set": ["HKG"]})])
