@@ -111,19 +111,20 @@ def test_gx_results_never_echo_identifiers_of_failing_rows(key_file):
     assert nik_values and all(v is None for v in nik_values)
 
 
+def _only_asia(**changes) -> dict:
+    return {
+        "rule_id": "test_agency.only_asia",
+        "expectation": "expect_column_values_to_be_in_set",
+        "kwargs": {"column": "destination_country", "value_set": ["HKG", "MYS"]},
+        "severity": "warning",
+        "message_id": "Negara di luar Asia.",
+        "message_en": "Destination outside Asia.",
+        **changes,
+    }
+
+
 def test_warning_rule_keeps_the_row_and_agency_expectations_apply(key_file):
-    cfg = _cfg(
-        expectations=[
-            {
-                "rule_id": "test_agency.only_asia",
-                "expectation": "expect_column_values_to_be_in_set",
-                "kwargs": {"column": "destination_country", "value_set": ["HKG", "MYS"]},
-                "severity": "warning",
-                "message_id": "Negara di luar Asia.",
-                "message_en": "Destination outside Asia.",
-            }
-        ]
-    )
+    cfg = _cfg(expectations=[_only_asia()])
     table = _harmonised([{**GOOD, "contract_months": "120"}], key_file, cfg)
     issues = {i["rule_id"]: i for i in validate.validate(table, cfg).to_pylist()}
     assert issues["contract_months.range"]["severity"] == "warning"
@@ -319,18 +320,6 @@ def test_an_expectation_with_mostly_that_passes_still_reports_its_counts(key_fil
     mostly = next(r for r in result.results if r.expectation_config.meta["rule_id"] == "test_agency.mostly_taiwan")
     assert mostly.success
     assert mostly.result["unexpected_count"] == 1
-
-
-def _only_asia(**changes) -> dict:
-    return {
-        "rule_id": "test_agency.only_asia",
-        "expectation": "expect_column_values_to_be_in_set",
-        "kwargs": {"column": "destination_country", "value_set": ["HKG", "MYS"]},
-        "severity": "warning",
-        "message_id": "Negara di luar Asia.",
-        "message_en": "Destination outside Asia.",
-        **changes,
-    }
 
 
 def test_an_expectation_gx_cannot_build_stops_the_validation_instead_of_being_left_out(key_file):
