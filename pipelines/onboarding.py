@@ -87,6 +87,7 @@ def check(path: Path, cfg: AgencyConfig, preview_rows: int = 5, run_date: date |
     from pipelines import harmonise, stage, validate
     from pipelines.keys import WorkerKeySecret
 
+    validate.check_agency(cfg)  # expectations GX cannot run: a configuration error, before the file is read
     schema = load_schema()
     report = CheckReport(agency=cfg.agency, file=str(path))
     try:
@@ -117,7 +118,6 @@ def check(path: Path, cfg: AgencyConfig, preview_rows: int = 5, run_date: date |
         secret=throwaway,
         schema=schema,
     )
-    validate.check_agency(cfg)
     gx_issues = validate.validate(harmonised.table, cfg, run_date=run_date, schema=schema)
     row_issues = read.row_issues.cast(ISSUE_SCHEMA) if read.row_issues.num_rows else ISSUE_SCHEMA.empty_table()
     issues = pa.concat_tables([row_issues, harmonised.issues, gx_issues])

@@ -75,6 +75,19 @@ def test_agency_check_reports_a_file_that_would_be_rejected(tmp_path):
     assert report.rejected and report.exit_code == 1
 
 
+def test_agency_check_refuses_an_agency_whose_expectation_gx_cannot_build_before_reading_the_file(tmp_path):
+    from agency_factory import agency_config
+
+    cfg = agency_config(
+        expectations=[{
+            "rule_id": "test_agency.misspelt", "expectation": "expect_column_values_to_be_in_sett",
+            "kwargs": {"column": "sex", "value_set": ["F"]}, "message_id": "Salah.", "message_en": "Wrong.",
+        }]
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"test_agency\.misspelt"):
+        onboarding.check(tmp_path / "not_there.csv", cfg)
+
+
 def test_agency_new_drafts_a_mapping_that_loads(samples, tmp_path):
     drafted = onboarding.draft("agensi_baru", _file(samples, SISKOP))
     assert drafted.todo_required == []
