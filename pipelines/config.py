@@ -121,6 +121,11 @@ Transform = Annotated[
 ]
 
 
+def expectation_columns(kwargs: dict) -> list[str]:
+    """The columns an expectation reads, whichever of GX's column arguments names them."""
+    return [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs] + list(kwargs.get("column_list", []))
+
+
 class AgencyExpectation(_Strict):
     """An extra GX expectation for this agency only, on a harmonised field."""
 
@@ -183,10 +188,7 @@ class AgencyConfig(_Strict):
             raise ValueError(f"unknown schema fields {unknown}; mappable fields are {sorted(mappable)}")
         fields = set(schema.names())
         for e in self.expectations:
-            named = [e.kwargs.get(k) for k in ("column", "column_A", "column_B")] + list(
-                e.kwargs.get("column_list") or []
-            )
-            missing = sorted({str(c) for c in named if c is not None and c not in fields})
+            missing = sorted({str(c) for c in expectation_columns(e.kwargs) if c not in fields})
             if missing:
                 raise ValueError(f"expectation {e.rule_id}: columns {missing} are not fields of the harmonised schema")
         return self

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import codelists, settings
-from pipelines.config import AgencyConfig
+from pipelines.config import AgencyConfig, expectation_columns
 from pipelines.problems import ISSUE_SCHEMA, ConfigError
 from pipelines.schema import PlacementSchema, load_schema
 
@@ -239,11 +239,6 @@ def _stand_in(column: pa.ChunkedArray, kind: str) -> np.ndarray:
 STAND_IN_CHECKS = {NULL_CHECK: "presence", "expect_column_values_to_be_unique": "identity"}
 
 
-def _named_columns(kwargs: dict) -> list[str]:
-    """The columns an expectation reads, whichever of GX's column arguments names them."""
-    return [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs] + list(kwargs.get("column_list", []))
-
-
 def stand_ins(expectations: list[dict], index: str = "source_row") -> dict[str, str]:
     """Columns these expectations only check for nulls ("presence") or for nulls and repeats ("identity"), with
     no argument but the column and no row condition anywhere among them: GX judges those on a stand-in that
@@ -255,7 +250,7 @@ def stand_ins(expectations: list[dict], index: str = "source_row") -> dict[str, 
     for e in expectations:
         kw = e["kwargs"]
         kind = STAND_IN_CHECKS.get(e["type"], "values") if set(kw) == {"column"} else "values"
-        for column in _named_columns(kw):
+        for column in expectation_columns(kw):
             kinds.setdefault(column, set()).add(kind)
     out = {}
     for column, needed in kinds.items():
@@ -383,7 +378,7 @@ def file_wide_columns(suite_dict: dict) -> list[str]:
     names: list[str] = []
     for e in suite_dict["expectations"]:
         if file_wide(e):
-            names += _named_columns(e["kwargs"])
+            names += expectation_columns(e["kwargs"])
     return sorted(set(names))
 
 
