@@ -146,7 +146,7 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
         if name in columns:
             columns[name] = apply_value_map(columns[name], value_map)
 
-    _require(schema, columns, cfg, read.header)
+    _require(schema, columns, cfg, read.header, recognised=bool(used))
 
     direct = set(schema.direct_identifiers())
     identifier_headers = {h for f, h in matched.items() if f in direct and h in read.header}
@@ -169,13 +169,26 @@ def map_batch(read: ReadResult, cfg: AgencyConfig, schema: PlacementSchema | Non
     return MappedBatch(out, matched, unmatched, unmapped, identifier_headers, warnings)
 
 
-def _require(schema: PlacementSchema, columns: dict, cfg: AgencyConfig, header: list[str]) -> None:
+def _require(schema: PlacementSchema, columns: dict, cfg: AgencyConfig, header: list[str], *, recognised: bool) -> None:
+    """Reject a file without the required columns. The header is quoted only when some of it was recognised:
+    otherwise the 'header' is most likely the first data row (a file sent without its header row), and its
+    cells are a worker's NIK, name and birth date, which must not reach the ledger or the officer's page."""
     missing = [group for group in schema.file_requirements if not any(f in columns for f in group)]
     if not missing:
         return
     wanted = "; ".join(
         " / ".join(f"{f} ({', '.join(cfg.columns.get(f, []) or ['-'])})" for f in group) for group in missing
     )
+    if not recognised:
+        n = sum(1 for h in header if h != ROW)
+        raise FileRejected(
+            "missing_columns",
+            f"Kolom wajib tidak ditemukan: {wanted}. Tidak satu pun dari {n} kolom berkas bernama seperti yang "
+            "diharapkan: baris kepala kolom tidak ditemukan (mungkin berkas dikirim tanpa baris judul kolom). "
+            "Tambahkan baris judul kolom di atas data.",
+            f"Required columns not found: {wanted}. None of the file's {n} columns is named as expected: no header "
+            "row was found (the file may have been sent without its header row). Add the header row above the data.",
+        )
     found = ", ".join(h for h in header if h != ROW)
     raise FileRejected(
         "missing_columns",

@@ -27,6 +27,8 @@ Rejection codes (`FileRejected.code`, stable; the message says what the officer 
     zip_bomb              a workbook member compressed more than ReadOptions.xlsx_max_compression_ratio
     unsafe_xml            the workbook XML declares a DTD / entities (XML bomb)
     sheet_not_found       ReadOptions.sheet names no sheet of the workbook
+    multiple_data_sheets  no ReadOptions.sheet, and more than one sheet (hidden ones too) holds rows under a header
+                          of the mapping's columns (a sheet per year): one sheet is read per file
     invalid_json          JSON syntax error (line and column given)
     json_records_not_found  no array of records at the top level / at ReadOptions.records_path
 
@@ -36,7 +38,11 @@ nulls or truncated), `read.not_an_object` (JSON record that is not an object; ke
 Choices: an unclosed quote rejects the file (the rows after it cannot be trusted); 10,000 columns are
 rejected by the default max_columns (500) and read when it is raised; when no header row is configured and
 no expected header matches, the header is the first of the first 30 non-empty rows having at least half as
-many distinct values as the widest of them (so a one-cell title row above the table is skipped).
+many distinct values as the widest of them (so a one-cell title row above the table is skipped). With no
+sheet configured, hidden sheets (lookup lists for drop-downs) are passed over and the sheet read is the visible
+one holding rows under a header of the mapping's columns; a sheet whose header names fewer than half as many of
+them as the best sheet's (a title, notes, a lookup list) holds no data, and a workbook with data on several
+sheets is rejected (multiple_data_sheets) rather than read from one of them.
 """
 
 from __future__ import annotations
@@ -181,8 +187,11 @@ def _find_header(rows: list[tuple[int, list[str | None]]], expected: set[str]) -
     return 0
 
 
-def _make_names(raw: list[str | None]) -> tuple[list[str], list[Bilingual]]:
-    """Header cells -> unique column names; empty -> column_<n>, duplicates -> Name__2 (reported)."""
+def _make_names(raw: list[str | None], quote: bool = True) -> tuple[list[str], list[Bilingual]]:
+    """Header cells -> unique column names; empty -> column_<n>, duplicates -> Name__2 (reported).
+
+    `quote=False` reports duplicates by position only: for a header that matched none of the mapping's names,
+    which is most likely a data row (a NIK, a name) and must not be quoted in a warning."""
     names: list[str] = []
     seen: set[str] = {SOURCE_ROW}
     dups: list[str] = []
@@ -193,11 +202,11 @@ def _make_names(raw: list[str | None]) -> tuple[list[str], list[Bilingual]]:
             k += 1
             name = f"{base}__{k}"
         if k > 1:
-            dups.append(f"{base!r} -> {name!r}")
+            dups.append(f"{base!r} -> {name!r}" if quote else str(i))
         seen.add(name)
         names.append(name)
     warnings = []
-    if dups:
+    if dups and quote:
         listed = ", ".join(dups[:10])
         warnings.append(
             Bilingual(
@@ -205,7 +214,22 @@ def _make_names(raw: list[str | None]) -> tuple[list[str], list[Bilingual]]:
                 f"Duplicate column names were renamed: {listed}. Give every column a distinct name.",
             )
         )
+    elif dups:
+        listed = ", ".join(dups[:10])
+        warnings.append(
+            Bilingual(
+                f"Kolom ke-{listed} bernama sama dengan kolom sebelumnya dan diberi akhiran. Beri setiap kolom nama "
+                "yang berbeda.",
+                f"Columns {listed} repeat the name of an earlier column and were renamed. Give every column a distinct "
+                "name.",
+            )
+        )
     return names, warnings
+
+
+def _recognised(cells: Iterable[str | None], expected: set[str]) -> bool:
+    """Whether a header row names at least one column as the mapping does (always, with no mapping to go by)."""
+    return not expected or any(normalise_header(c) in expected for c in cells if c)
 
 
 def _check_columns(n: int, options: ReadOptions) -> None:
@@ -785,7 +809,7 @@ def _read_csv_as(path: Path, options: ReadOptions, expected: set[str], skip_utf8
     skip_lines, raw_header = records[hidx]
     _check_columns(len(raw_header), options)
     header_cells = [c.strip() for c in raw_header]
-    names, name_warnings = _make_names(header_cells)
+    names, name_warnings = _make_names(header_cells, quote=_recognised(header_cells, expected))
     warnings += name_warnings
 
     if not verified and _verify(path, encoding) is not None:
@@ -1302,8 +1326,10 @@ def _scan_cells(part: bytes, scan: _SheetScan) -> None:
             scan.errors.setdefault(row, {})[col] = value.group(1).decode("utf-8", "replace")
 
 
-def _workbook_sheets(z: zipfile.ZipFile) -> list[tuple[str, str | None]]:
-    """(name, worksheet part) of each sheet in the workbook's order; no part for a chart or dialog sheet."""
+def _workbook_sheets(z: zipfile.ZipFile) -> list[tuple[str, str | None, bool]]:
+    """(name, worksheet part, hidden) of each sheet in the workbook's order; no part for a chart or dialog sheet.
+    Hidden is the sheet's `state` (hidden, or veryHidden: shown by no menu of Excel), as calamine's
+    `sheets_metadata` reads it too; the state is read here, from the same element as the part."""
     import posixpath
 
     from defusedxml import ElementTree
@@ -1326,7 +1352,7 @@ def _workbook_sheets(z: zipfile.ZipFile) -> list[tuple[str, str | None]]:
     for el in ElementTree.fromstring(z.read(book)).iter():
         if local(el.tag) == "sheet":
             rid = next((v for k, v in el.attrib.items() if local(k) == "id"), None)
-            sheets.append((el.get("name", ""), parts.get(rid)))
+            sheets.append((el.get("name", ""), parts.get(rid), el.get("state") in ("hidden", "veryHidden")))
     return sheets
 
 
@@ -1421,7 +1447,7 @@ def _read_xlsx(path: Path, options: ReadOptions, expected: set[str]) -> ReadResu
 
     try:
         with zipfile.ZipFile(path) as z:
-            name, scan, cells = _pick_sheet(path, z, options)
+            name, scan, cells = _pick_sheet(path, z, options, expected)
             return _read_workbook(name, scan, cells, options, expected)
     except FileRejected:
         raise
@@ -1436,10 +1462,19 @@ def _read_xlsx(path: Path, options: ReadOptions, expected: set[str]) -> ReadResu
         raise _corrupt_xlsx(exc) from None
 
 
-def _pick_sheet(path: Path, z: zipfile.ZipFile, options: ReadOptions) -> tuple[str, _SheetScan, Cells]:
-    """The sheet asked for, or the first with a value; its rows from the first on."""
+def _pick_sheet(
+    path: Path, z: zipfile.ZipFile, options: ReadOptions, expected: set[str]
+) -> tuple[str, _SheetScan, Cells]:
+    """The sheet asked for (hidden or not), or the one detected; its rows from the first on.
+
+    Detection passes over hidden sheets (lookup lists for drop-downs) and reads the visible sheet that holds
+    rows under a header of the mapping's columns. Title, notes and lookup sheets do not hold data: their header,
+    if any, names fewer than half as many of the mapping's columns as the best sheet's. When several sheets hold
+    data (a sheet per year), hidden ones included, the file is rejected: one sheet is read per file, and rows
+    are known by their sheet row, so the other sheets' rows would be lost without a word. Without the mapping's
+    names (no expected headers) a sheet cannot be told to hold data: the first visible sheet with a value."""
     sheets = _workbook_sheets(z)
-    names = [n for n, _ in sheets]
+    names = [n for n, _, _ in sheets]
     if options.sheet is not None:
         if isinstance(options.sheet, int):
             found = sheets[options.sheet] if 0 <= options.sheet < len(sheets) else None
@@ -1451,22 +1486,128 @@ def _pick_sheet(path: Path, z: zipfile.ZipFile, options: ReadOptions) -> tuple[s
                 f"Lembar {options.sheet!r} tidak ada di buku kerja (lembar yang ada: {', '.join(names)}).",
                 f"Sheet {options.sheet!r} is not in the workbook (sheets: {', '.join(names)}).",
             )
-        name, member = found
+        name, member, _ = found
         if member is None:
             raise _reject("empty_file", "Lembar ini tidak berisi data.", "This sheet contains no data.")
         scan = _scan_sheet(z, member)
         return name, scan, _sheet_cells(path, name, scan)
-    for name, member in sheets:
-        if member is None:  # chartsheet
-            continue
-        scan = _scan_sheet(z, member)
-        cells = _sheet_cells(path, name, scan)
-        seen = []
-        for r, row in cells:
-            seen.append((r, row))
-            if any(_excel_text(v)[0] for v in row.values()):
-                return name, scan, itertools.chain(seen, cells)
-    raise _reject("empty_file", "Buku kerja tidak berisi data.", "The workbook contains no data.")
+    looks: list[_SheetLook] = []
+    pick: _SheetLook | None = None
+    try:
+        for name, member, hidden in sheets:
+            if member is None or (hidden and not expected):  # a chartsheet; a hidden sheet is never read
+                continue
+            look = _look_at_sheet(path, z, name, member, hidden, options, expected)
+            if look is None:
+                continue
+            looks.append(look)
+            if not expected:
+                break
+            best = max((x.score for x in looks if not x.hidden), default=0)
+            for x in looks:  # let go of the cells of each sheet that can no longer be the one read
+                if x.hidden or (x.score < best and not x.holds_data(best)):
+                    x.close()
+        pick = _data_sheet(looks)
+    finally:
+        for x in looks:
+            if x is not pick:
+                x.close()
+    return pick.name, pick.scan, itertools.chain(pick.seen, pick.rest)
+
+
+@dataclass(eq=False)
+class _SheetLook:
+    """A worksheet's first rows, read to tell a data sheet from a title, notes or lookup sheet."""
+
+    name: str
+    hidden: bool
+    scan: _SheetScan
+    rest: Cells  # its rows after `seen`
+    seen: list[tuple[int, dict[int, Any]]] = field(default_factory=list)
+    score: int = 0  # how many of the mapping's column names its header row holds
+    rows: bool = False  # whether a row that is not a total comes under that header
+
+    def holds_data(self, best: int) -> bool:
+        """Rows under a header naming at least half as many of the mapping's columns as the best sheet's."""
+        return self.rows and self.score > 0 and 2 * self.score >= best
+
+    def close(self) -> None:
+        if isinstance(self.rest, Generator):
+            self.rest.close()  # calamine's grid of the sheet, or openpyxl's open workbook, is let go
+        self.rest, self.seen = iter(()), []
+
+
+def _look_at_sheet(
+    path: Path, z: zipfile.ZipFile, name: str, member: str, hidden: bool, options: ReadOptions, expected: set[str]
+) -> _SheetLook | None:
+    """The sheet's rows up to its header (found as `_read_workbook` finds it) and the first record under it;
+    None for a sheet without a value."""
+    scan = _scan_sheet(z, member)
+    look = _SheetLook(name, hidden, scan, _sheet_cells(path, name, scan))
+    total = re.compile(options.footer_pattern, re.IGNORECASE) if options.footer_pattern else None
+    texts: list[tuple[int, list[str]]] = []  # the rows with a value, their non-blank cells in column order
+    try:
+        for r, row in look.rest:
+            look.seen.append((r, row))
+            cells = [t for _, v in sorted(row.items()) if (t := _excel_text(v)[0]) is not None and t.strip()]
+            if not cells:
+                continue
+            texts.append((r, cells))
+            if options.header_row is None and len(texts) > HEADER_SEARCH_ROWS:
+                break
+            if options.header_row is not None and r > options.header_row and not (total and total.search(cells[0])):
+                break
+    except BaseException:
+        look.close()
+        raise
+    if not texts:
+        look.close()
+        return None
+
+    def named(cells: list[str]) -> int:
+        return len({normalise_header(c) for c in cells} & expected)
+
+    if options.header_row is None:
+        scores = [named(cells) for _, cells in texts[:HEADER_SEARCH_ROWS]]
+        look.score = max(scores)
+        header_row = texts[scores.index(look.score)][0]
+    else:
+        header_row = options.header_row
+        look.score = next((named(cells) for r, cells in texts if r == header_row), 0)
+    look.rows = any(r > header_row and not (total and total.search(cells[0])) for r, cells in texts)
+    return look
+
+
+def _data_sheet(looks: list[_SheetLook]) -> _SheetLook:
+    """The visible sheet holding data, else the one whose header names most of the mapping's columns, else the
+    first visible one; rejected when other sheets hold data too."""
+    visible = [x for x in looks if not x.hidden]
+    if not visible:
+        hidden = ", ".join(repr(x.name) for x in looks[:10])
+        raise _reject(
+            "empty_file",
+            "Buku kerja tidak berisi data"
+            + (f" di lembar yang terlihat (lembar tersembunyi tidak dibaca: {hidden})." if hidden else "."),
+            "The workbook contains no data"
+            + (f" on a visible sheet (hidden sheets are not read: {hidden})." if hidden else "."),
+        )
+    best = max(x.score for x in visible)
+    data = [x for x in looks if x.holds_data(best)]
+    pick = next((x for x in data if not x.hidden), None) or next(x for x in visible if x.score == best)
+    if pick in data and len(data) > 1:
+        listed_id = ", ".join(repr(x.name) + (" (tersembunyi)" if x.hidden else "") for x in data[:10])
+        listed_en = ", ".join(repr(x.name) + (" (hidden)" if x.hidden else "") for x in data[:10])
+        raise _reject(
+            "multiple_data_sheets",
+            f"Buku kerja ini berisi data di {len(data)} lembar: {listed_id}. Setiap berkas dibaca dari satu lembar "
+            "saja, jadi berkas ini tidak diproses agar tidak ada baris yang terlewat. Kirim setiap lembar sebagai "
+            "berkas tersendiri, atau minta petugas teknis menetapkan lembar yang dibaca (read.sheet) di pemetaan "
+            "instansi.",
+            f"This workbook holds data on {len(data)} sheets: {listed_en}. A file is read from one sheet only, so "
+            "this one was not processed rather than leave rows unread. Send each sheet as a file of its own, or ask "
+            "the engineer to set the sheet to read (read.sheet) in the agency's mapping.",
+        )
+    return pick
 
 
 def _read_workbook(
@@ -1579,7 +1720,8 @@ def _read_workbook(
             warnings.append(Bilingual(f"{n_blank} baris kosong dilewati.", f"{n_blank} blank rows were skipped."))
 
     raw_header = [hdr.get(c) for c in range(1, max_width + 1)]
-    names, name_warnings = _make_names([(h or "").strip() or None for h in raw_header])
+    cells = [(h or "").strip() or None for h in raw_header]
+    names, name_warnings = _make_names(cells, quote=_recognised(cells, expected))
     warnings += name_warnings
     flush()
     columns = {
@@ -1718,11 +1860,21 @@ def _json_encoding(path: Path) -> str:
         return json.detect_encoding(f.read(4))
 
 
+def _json_kind(v: Any) -> str:
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, _Num) or (isinstance(v, int | float) and not isinstance(v, bool)):
+        return "number"
+    return {str: "string", bool: "boolean", type(None): "null"}.get(type(v), type(v).__name__)
+
+
 def _not_an_object(row: int, rec: Any) -> dict[str, Any]:
+    """The record's JSON type, never its content: an array record is a worker's fields without their names
+    (a NIK, a name), and the issue's value is shown on the officer's page."""
     return _issue(
         row,
         "read.not_an_object",
-        _dump(rec)[:200],
+        _json_kind(rec),
         "Rekaman ini bukan objek JSON ({...}) sehingga kolomnya tidak dapat dibaca.",
         "This record is not a JSON object ({...}), so its fields cannot be read.",
     )

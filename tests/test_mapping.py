@@ -45,6 +45,17 @@ def test_missing_required_column_rejects_the_file_naming_expected_and_found_colu
     assert "Kolom wajib" in exc.value.message.id and "Tgl Berangkat" in exc.value.message.id
 
 
+def test_a_file_sent_without_its_header_row_is_rejected_without_quoting_its_first_row():
+    """No header cell matches the mapping: the 'header' is a worker's record, which the reason must not quote."""
+    first_row = {"3314206805010020": ["3326051204930028"], "Lilis Setyaningsih": ["Dedi"], "28/05/2001": ["12/04/1993"]}
+    with pytest.raises(FileRejected) as exc:
+        map_batch(_read(first_row), _cfg())
+    assert exc.value.code == "missing_columns"
+    assert "no header row was found" in exc.value.message.en and "baris judul kolom" in exc.value.message.id
+    for message in (exc.value.message.en, exc.value.message.id):
+        assert "3314206805010020" not in message and "Lilis" not in message and "28/05/2001" not in message
+
+
 def test_value_map_keys_match_without_case_or_extra_spaces_and_others_pass_through():
     column = pa.chunked_array([["  laki-LAKI ", "P", "x", None]])
     out = apply_value_map(column, {"Laki-laki": "M", "p": "F"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import html
+import json
 import os
 import re
 import shutil
@@ -155,6 +156,7 @@ def demo_run(tmp_path_factory, prefect_harness):
     key = create_key_file(root / "secrets" / "worker.key")
     home = root / "home"
     drop(source, home, inbox_files(source))
+    _drop_damaged_files(source, home)
     run_tmp = root / "tmp"
     run_tmp.mkdir()
     env = base_env(prefect_api_url(), prefect_harness, TMPDIR=str(run_tmp))
@@ -165,6 +167,21 @@ def demo_run(tmp_path_factory, prefect_harness):
     (root / "logs" / "stderr.txt").write_text(done.stderr, encoding="utf-8")
     scanner = Scanner(truth.identifiers, secrets=[key.read_text().strip()])
     return root, home, key, truth, scanner
+
+
+def _drop_damaged_files(source: Path, home: Path) -> None:
+    """Files whose damage puts a worker's values where a column name or a record should be: a national export
+    without its header row (its first record read as the header) and a KBRI file with a record written as an
+    array of values. Both are reported to the agency; neither may quote those values."""
+    national = sorted((source / "bp2mi_siskop2mi").glob("*.csv"))[0]
+    lines = national.read_text(encoding="utf-8").splitlines(keepends=True)
+    (home / "inbox" / "bp2mi_siskop2mi" / "tanpa_judul_kolom.csv").write_text("".join(lines[1:11]), encoding="utf-8")
+    kbri = next((source / "kbri_kuala_lumpur").glob("*.json"))
+    records = json.loads(kbri.read_text(encoding="utf-8"))["data"][:3]
+    worker = records[2]["pekerja"]
+    array_record = [records[2]["no_lapor"], worker["nama"], worker["nik"], worker["paspor"], worker["tanggal_lahir"]]
+    damaged = {"sumber": "KBRI", "data": [records[0], array_record, records[1]]}
+    (home / "inbox" / "kbri_kuala_lumpur" / "rekaman_larik.json").write_text(json.dumps(damaged), encoding="utf-8")
 
 
 def _prefect_database_dir() -> Path:
@@ -207,6 +224,16 @@ def test_the_warehouse_and_reports_were_scanned_not_skipped(demo_run):
     assert {"warehouse", "reports", "state"} <= shared
     assert list((home / "warehouse").rglob("*.duckdb")) and list((home / "warehouse").rglob("*.parquet"))
     assert list((home / "reports").rglob("index.html"))
+
+
+def test_the_damaged_files_were_reported_to_their_agencies(demo_run):
+    """The scan above covers them only if they reached the ledger and the reports as problems."""
+    _, home, *_ = demo_run
+    headerless = json.loads(next((home / "reports").glob("*/*_tanpa_judul_kolom.csv_*/report.json")).read_text("utf-8"))
+    assert headerless["status"] == "rejected" and "no header row" in json.dumps(headerless)
+    array = next((home / "reports").glob("*/*_rekaman_larik.json_*"))
+    assert json.loads((array / "report.json").read_text("utf-8"))["rows_quarantined"] == 1
+    assert "read.not_an_object" in (array / "index.html").read_text("utf-8")
 
 
 def test_every_report_with_rejected_rows_says_they_are_the_agencys_restricted_copy(demo_run):

@@ -453,6 +453,97 @@ def test_xlsx_chart_sheet_is_passed_over_and_counted_in_positions(tmp_path):
     assert rejected(p, ReadOptions(sheet="Grafik")).code == "empty_file"
 
 
+PLACEMENT = ["No. Pendaftaran", "NIK", "Nama", "Negara"]
+MAPPED = ["no pendaftaran", "nik", "nama", "negara"]  # the header names the agency's mapping knows
+RECORDS_2023 = [
+    ["JTM-2023-1", "0000000000000001", "Ani", "Malaysia"],
+    ["JTM-2023-2", "0000000000000002", "Budi", "Taiwan"],
+]
+RECORDS_2024 = [["JTM-2024-1", "0000000000000003", "Citra", "Hongkong"]]
+LOOKUP = [["Laki-laki", "SD"], ["Perempuan", "SMP"]]  # a drop-down list: values, no header
+
+
+def workbook(tmp_path: Path, sheets: dict[str, list[list]], states: dict[str, str] | None = None) -> Path:
+    """One sheet per entry, in order; `states` hides some of them ("hidden", "veryHidden")."""
+    states = states or {}
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for title, data in sheets.items():
+        ws = wb.create_sheet(title)
+        for r in data:
+            ws.append(r)
+        ws.sheet_state = states.get(title, "visible")
+    wb.active = next(i for i, title in enumerate(sheets) if title not in states)
+    p = tmp_path / "f.xlsx"
+    wb.save(p)
+    return p
+
+
+@pytest.mark.usefixtures("xlsx_reader")
+@pytest.mark.parametrize("state", ["hidden", "veryHidden"])
+@pytest.mark.parametrize("expected", [MAPPED, []], ids=["mapping", "no-mapping"])
+def test_xlsx_hidden_lookup_sheet_before_the_data_sheet_is_passed_over(tmp_path, state, expected):
+    p = workbook(tmp_path, {"ref": LOOKUP, "Penempatan": [PLACEMENT, *RECORDS_2023]}, {"ref": state})
+    r = read_file(p, OPTS, expected_headers=expected)
+    assert (r.sheet, r.header) == ("Penempatan", PLACEMENT)
+    assert [x["Nama"] for x in rows(r)] == ["Ani", "Budi"]
+
+
+@pytest.mark.usefixtures("xlsx_reader")
+def test_xlsx_hidden_sheet_named_in_the_options_is_read(tmp_path):
+    p = workbook(tmp_path, {"Arsip": [PLACEMENT, *RECORDS_2023], "Kosong": [["-"]]}, {"Arsip": "hidden"})
+    r = read_file(p, ReadOptions(sheet="Arsip"), expected_headers=MAPPED)
+    assert r.sheet == "Arsip"
+    assert [(x["Nama"], x["_source_row"]) for x in rows(r)] == [("Ani", 2), ("Budi", 3)]
+
+
+@pytest.mark.usefixtures("xlsx_reader")
+def test_xlsx_data_on_two_sheets_is_rejected_naming_the_sheets(tmp_path):
+    p = workbook(tmp_path, {"2023": [PLACEMENT, *RECORDS_2023], "2024": [PLACEMENT, *RECORDS_2024]})
+    err = rejected(p, OPTS, expected_headers=MAPPED)
+    assert err.code == "multiple_data_sheets"
+    assert "2 lembar: '2023', '2024'" in err.message.id
+    assert "Kirim setiap lembar sebagai berkas tersendiri" in err.message.id
+    assert "2 sheets: '2023', '2024'" in err.message.en
+    assert "Send each sheet as a file of its own" in err.message.en and "read.sheet" in err.message.en
+
+
+@pytest.mark.usefixtures("xlsx_reader")
+def test_xlsx_data_on_two_sheets_is_read_from_the_sheet_named_in_the_options(tmp_path):
+    p = workbook(tmp_path, {"2023": [PLACEMENT, *RECORDS_2023], "2024": [PLACEMENT, *RECORDS_2024]})
+    r = read_file(p, ReadOptions(sheet="2024"), expected_headers=MAPPED)
+    assert r.sheet == "2024"
+    assert [(x["Nama"], x["_source_row"]) for x in rows(r)] == [("Citra", 2)]
+
+
+@pytest.mark.usefixtures("xlsx_reader")
+def test_xlsx_hidden_sheet_holding_data_counts_as_another_data_sheet(tmp_path):
+    p = workbook(tmp_path, {"2023": [PLACEMENT, *RECORDS_2023], "2024": [PLACEMENT, *RECORDS_2024]}, {"2023": "hidden"})
+    err = rejected(p, OPTS, expected_headers=MAPPED)
+    assert err.code == "multiple_data_sheets"
+    assert "'2023' (tersembunyi), '2024'" in err.message.id
+    assert "'2023' (hidden), '2024'" in err.message.en
+
+
+@pytest.mark.usefixtures("xlsx_reader")
+def test_xlsx_title_notes_and_lookup_sheets_do_not_count_as_data(tmp_path):
+    notes = [["PETUNJUK PENGISIAN"], ["Isi satu baris untuk setiap PMI."], ["Tanggal ditulis HH/BB/TTTT."]]
+    countries = [["Negara"], ["Malaysia"], ["Taiwan"], ["Hongkong"]]  # names one of the mapping's four columns
+    p = workbook(tmp_path, {"Petunjuk": notes, "Penempatan": [PLACEMENT, *RECORDS_2023], "Referensi": countries})
+    r = read_file(p, OPTS, expected_headers=MAPPED)
+    assert (r.sheet, r.header_row) == ("Penempatan", 1)
+    assert [x["Nama"] for x in rows(r)] == ["Ani", "Budi"]
+
+
+@pytest.mark.usefixtures("xlsx_reader")
+def test_xlsx_sheet_with_a_header_and_only_a_total_row_does_not_count_as_data(tmp_path):
+    template = [PLACEMENT, ["JUMLAH", None, None, 0]]  # next year's sheet, prepared and not filled in yet
+    p = workbook(tmp_path, {"2024": [PLACEMENT, *RECORDS_2024], "2025": template})
+    r = read_file(p, OPTS, expected_headers=MAPPED)
+    assert r.sheet == "2024"
+    assert [x["Nama"] for x in rows(r)] == ["Citra"]
+
+
 @pytest.mark.usefixtures("xlsx_reader")
 def test_xlsx_footer_total_row_and_blank_rows_are_dropped_with_warnings(tmp_path):
     p = xlsx(tmp_path, [["NIK", "Biaya"], ["001", 100], [], ["002", 200], ["TOTAL", 300]])
@@ -710,8 +801,16 @@ def test_json_record_that_is_not_an_object_is_a_row_issue(tmp_path):
     r = read_file(write(tmp_path, "f.json", '[{"nik": "001"}, "oops", {"nik": "003"}]'), OPTS)
     assert [x["_source_row"] for x in rows(r)] == [1, 2, 3]
     assert [(i["source_row"], i["rule_id"], i["value"]) for i in r.row_issues.to_pylist()] == [
-        (2, "read.not_an_object", '"oops"')
+        (2, "read.not_an_object", "string")
     ]
+
+
+@pytest.mark.usefixtures("json_reader")
+def test_json_record_that_is_an_array_is_reported_by_its_type_never_its_values(tmp_path):
+    """An array record is a worker's fields without their names; the issue (shown to the officer) names its type."""
+    doc = '[{"nik": "001"}, ["KBRI/1", "Siti Aminah", "3301014101990001", "X1234567"], 42]'
+    r = read_file(write(tmp_path, "f.json", doc), OPTS)
+    assert [(i["source_row"], i["value"]) for i in r.row_issues.to_pylist()] == [(2, "array"), (3, "number")]
 
 
 @pytest.mark.usefixtures("json_reader")
