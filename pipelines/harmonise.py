@@ -81,15 +81,42 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+PLAUSIBLE_YEARS = (1900, 2100)  # a worker's birth or departure; anything else is a typing slip, never a date
+
+
 def _date_expr(column: str, formats: list[str]) -> str:
-    """Day-first formats; Indonesian month names rewritten to English first, but only where there are letters."""
-    fmts = ", ".join(_sql_str(f) for f in [*formats, *ISO_FORMATS])
+    """Day-first formats; Indonesian month names rewritten to English first, but only where there are letters.
+
+    DuckDB's `%Y` reads a year of one to five digits: '03/01/23' would be the year 23, which no later step can
+    hold (pandas' dates end at 1677) and no check would call wrong in time. A year outside PLAUSIBLE_YEARS
+    leaves the date unread (`bad_date`). Two-digit-year formats an agency declares (`%y`) are tried first:
+    they fail on a four-digit year, while `%Y` would take '23' as the year 23."""
+    ordered = sorted([*formats, *ISO_FORMATS], key=lambda f: "%y" not in f)
+    fmts = ", ".join(_sql_str(f) for f in ordered)
     named = f"lower({column})"
     for word, english in MONTHS_ID.items():
         named = f"regexp_replace({named}, '\\b{word}\\b', '{english}', 'g')"
+    text = f"CASE WHEN regexp_matches({column}, '[A-Za-z]') THEN {named} ELSE {column} END"
+    parsed = f"CAST(try_strptime({text}, [{fmts}]) AS DATE)"
+    low, high = PLAUSIBLE_YEARS
+    return f"CASE WHEN year({parsed}) BETWEEN {low} AND {high} THEN {parsed} END"  # once per distinct value
+
+
+# A contract length is a whole number of months, with or without the unit, or of years (x 12): "24", "24 bulan",
+# "24.0" (a spreadsheet's number), "2 tahun", "1,5 thn". Anything else is not read (`bad_number`): taking its
+# first digits read "2 tahun" as 2 months and "0024" as 2.
+MONTHS_UNIT = r"(bulan|bln|bl|months?|mos?)"
+YEARS_UNIT = r"(tahun|thn|th|years?|yrs?)"
+
+
+def _contract_months_expr(v: str) -> str:
+    number = r"[0-9]+([.,][0-9]+)?"
+    as_number = f"TRY_CAST(replace(regexp_extract({v}, '{number}'), ',', '.') AS DOUBLE)"
     return (
-        f"CAST(try_strptime(CASE WHEN regexp_matches({column}, '[A-Za-z]') THEN {named} ELSE {column} END, "
-        f"[{fmts}]) AS DATE)"
+        f"CASE WHEN regexp_full_match({v}, '\\s*[0-9]+([.,]0+)?\\s*({MONTHS_UNIT}\\.?)?\\s*', 'i') "
+        f"THEN TRY_CAST({as_number} AS BIGINT) "
+        f"WHEN regexp_full_match({v}, '\\s*{number}\\s*{YEARS_UNIT}\\.?\\s*', 'i') "
+        f"AND {as_number} * 12 = round({as_number} * 12) THEN TRY_CAST({as_number} * 12 AS BIGINT) END"
     )
 
 
@@ -192,7 +219,7 @@ def _harmonise(
         "recruitment_agency": lambda v: (
             f"nullif(trim(regexp_replace(regexp_replace(upper({v}), '[^A-Z0-9 ]', ' ', 'g'), '\\s+', ' ', 'g')), '')"
         ),
-        "contract_months": lambda v: f"TRY_CAST(regexp_extract({v}, '^\\s*([0-9]{{1,3}})', 1) AS BIGINT)",
+        "contract_months": _contract_months_expr,
         **dict.fromkeys(DATE_FIELDS, lambda v: _date_expr(v, cfg.date_formats)),
     }
     cleaned = _per_distinct(con, {name: mapped[name] for name in per_distinct}, per_distinct)
@@ -216,7 +243,7 @@ def _harmonise(
         f"""
         WITH s AS (
         SELECT m.{ROW} AS source_row,
-               nullif(regexp_replace(m.nik, '[\\s.\\-]', '', 'g'), '') AS nik,
+               nullif(regexp_replace(m.nik, '[\\s\\p{{Z}}.\\-]', '', 'g'), '') AS nik,  -- Z: no-break spaces too
                nullif(upper(regexp_replace(m.passport_number, '[^A-Za-z0-9]', '', 'g')), '') AS passport_number,
                m.full_name, m.source_record_id, m.occupation_title,
                m.birth_date AS birth_date__raw, m.departure_date AS departure_date__raw,

@@ -260,7 +260,8 @@ def stand_ins(expectations: list[dict], index: str = "source_row") -> dict[str, 
 
 
 def suite_columns(suite_dict: dict) -> set[str]:
-    return {e["kwargs"]["column"] for e in suite_dict["expectations"] if "column" in e["kwargs"]}
+    """Every column the suite reads: a pair or multicolumn rule names its columns in other arguments."""
+    return {column for e in suite_dict["expectations"] for column in expectation_columns(e["kwargs"])}
 
 
 def suite_for(cfg: AgencyConfig, suite_path: Path = SUITE_PATH) -> dict:
@@ -284,33 +285,56 @@ def suite_for(cfg: AgencyConfig, suite_path: Path = SUITE_PATH) -> dict:
     return suite_dict
 
 
+# Expectations that judge a column or the table as a whole (a mean, a row count; a column's dtype, which the
+# schema fixes) fail without naming a row. SDMI quarantines rows, so such a rule could fail and change nothing.
+WHOLE_COLUMN_TYPES = {"expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list"}
+WHOLE_COLUMN_REASON = (
+    "judges the column or the table as a whole, not each row, and SDMI quarantines rows: use a row expectation "
+    "(expect_column_values_..., expect_column_pair_values_..., expect_multicolumn_... or "
+    "expect_compound_columns_to_be_unique)"
+)
+
+
 def suite_problems(suite_dict: dict) -> list[str]:
     """Each expectation GX cannot build or whose regular expression does not compile, with the reason. GX's
     `ExpectationSuite` leaves an expectation it cannot build out with only a log line, so its rule would
     silently never run (a misspelt type in an agency's YAML did exactly that)."""
     _gx_module()
+    from great_expectations.expectations.expectation import (
+        ColumnMapExpectation,
+        ColumnPairMapExpectation,
+        MulticolumnMapExpectation,
+    )
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     problems = []
     for e in suite_dict["expectations"]:
         name = (e.get("meta") or {}).get("rule_id") or e["type"]
         try:
-            ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e.get("meta")).to_domain_obj()
+            built = ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e.get("meta")).to_domain_obj()
             for pattern in [e["kwargs"].get("regex"), *(e["kwargs"].get("regex_list") or [])]:
                 if isinstance(pattern, str):
                     re.compile(pattern)
         except Exception as exc:  # GX raises several kinds (not found, invalid, pydantic); re its own
             problems.append(f"{name} ({e['type']}): {getattr(exc, 'message', None) or exc}")
+            continue
+        by_row = isinstance(built, ColumnMapExpectation | ColumnPairMapExpectation | MulticolumnMapExpectation)
+        if not by_row or e["type"] in WHOLE_COLUMN_TYPES:
+            problems.append(f"{name} ({e['type']}): {WHOLE_COLUMN_REASON}")
     return problems
 
 
 def check_agency(cfg: AgencyConfig, suite_path: Path = SUITE_PATH) -> None:
-    """Refuse an agency whose expectations GX cannot run, naming its YAML file and each rule."""
+    """Refuse an agency whose expectations GX cannot run, or could run without quarantining a row, naming its
+    YAML file and each rule."""
     problems = suite_problems(suite_for(cfg, suite_path))
     if problems:
         where = cfg.source_file or cfg.agency
         listed = "; ".join(problems)
-        raise ConfigError(f"{where}: ekspektasi yang tidak dapat dijalankan GX / expectations GX cannot run: {listed}")
+        raise ConfigError(
+            f"{where}: ekspektasi yang tidak dapat dipakai sebagai aturan baris / "
+            f"expectations that cannot be used as row rules: {listed}"
+        )
 
 
 def _expectation_suite(suite_dict: dict) -> Any:
@@ -533,6 +557,8 @@ def _failures(result: Any, index: str = "source_row") -> list[tuple[tuple, list[
         ids: list[int] = []
         for entry in r.result.get("unexpected_index_list") or []:
             ids += entry[index] if isinstance(entry[index], list) else [entry[index]]
+        if not ids:  # a rule that judged the column or table as a whole: no row to quarantine, never a pass
+            raise RuntimeError(f"GX failed rule {meta['rule_id']} without naming a row: SDMI cannot quarantine it")
         out.append(((meta["rule_id"], meta["severity"], meta["field"], meta["message_id"], meta["message_en"]), ids))
     return out
 

@@ -157,6 +157,13 @@ def _write_bad_files(source: Path, inbox: Path, truth: demo.DemoTruth) -> tuple[
         Bad(SISKOP, "dup header.csv", "processed"))  # fmt: skip
     wide = ",".join(f"c{i}" for i in range(10_000)) + "\r\n" + ",".join("x" for _ in range(10_000)) + "\r\n"
     put(SISKOP, "wide.csv", wide, Bad(SISKOP, "wide.csv", "rejected", "too_many_columns"))
+    short_year = _fresh_ids(some[:10], "YY")
+    short_year[0][header.index("Tanggal Berangkat")] = "03/01/23"  # the year 23 to DuckDB's %Y
+    put(SISKOP, "two digit year.csv", _csv(header, short_year),
+        Bad(SISKOP, "two digit year.csv", "processed", mentions="harmonise.bad_date.departure_date"))  # fmt: skip
+    headerless = _csv(header, _fresh_ids(some[:10], "NOH")).split("\r\n", 1)[1]
+    put(SISKOP, "no header.csv", headerless,
+        Bad(SISKOP, "no header.csv", "rejected", "missing_columns", mentions="no header row"))  # fmt: skip
     original = next((source / SISKOP).glob("*2023-01*.csv"))
     put(SISKOP, "copy of the first export.csv", original.read_bytes(),
         Bad(SISKOP, "copy of the first export.csv", "duplicate", mentions="same content"))  # fmt: skip

@@ -91,6 +91,13 @@ def test_nik_with_spaces_and_dots_is_normalised(key_file):
     assert _row(spaced)["worker_key"] == _row(plain)["worker_key"]
 
 
+def test_nik_grouped_with_no_break_spaces_is_the_same_worker(key_file):
+    """Spreadsheets and web forms group digits with U+00A0 or U+202F, which DuckDB's \\s does not match."""
+    spaced = _run([{**BASE, "nik": "3507\u00a00145\u202f0795\u00a00001"}], key_file)
+    assert _row(spaced)["nik"] == NIK_WOMAN and spaced.issues.num_rows == 0
+    assert _row(spaced)["worker_key"] == _row(_run([BASE], key_file))["worker_key"]
+
+
 def test_worker_key_is_hmac_of_the_tagged_nik_or_passport(key_file):
     key = key_file.read_bytes().strip()
     by_nik = _row(_run([BASE], key_file))["worker_key"]
@@ -125,6 +132,24 @@ def test_impossible_date_is_quarantined_not_guessed(key_file):
     assert issue["severity"] == "critical" and issue["value"] == "31/02/2024"
 
 
+@pytest.mark.parametrize("text", ["03/01/23", "17/08/0224", "31/12/9999", "01/01/1899"])
+def test_a_date_whose_year_is_not_four_plausible_digits_is_quarantined_not_read_as_that_year(key_file, text):
+    """DuckDB's %Y reads '23' as the year 23: such a date is a typing slip, reported as unreadable."""
+    result = _run([{**BASE, "departure_date": text, "birth_date": text}], key_file)
+    assert _row(result)["departure_date"] is None
+    assert _row(result)["birth_date"] == date(1995, 7, 5)  # from the NIK, as for any unreadable birth date
+    assert {"harmonise.bad_date.departure_date", "harmonise.bad_date.birth_date"} <= _rules(result)
+
+
+def test_a_two_digit_year_format_the_agency_declares_reads_both_short_and_long_years(key_file):
+    result = _run(
+        [{**BASE, "departure_date": "03/01/23"}, {**BASE, "departure_date": "03/01/2023"}],
+        key_file,
+        date_formats=["%d/%m/%Y", "%d/%m/%y"],
+    )
+    assert result.table["departure_date"].to_pylist() == [date(2023, 1, 3), date(2023, 1, 3)]
+
+
 def test_unknown_country_is_a_critical_problem_with_suggestions(key_file):
     result = _run([{**BASE, "destination_country": "Hongkongg Raya"}], key_file)
     assert _row(result)["destination_country"] is None
@@ -150,6 +175,18 @@ def test_regions_are_coded_and_province_filled_from_the_regency(key_file):
     row = _row(_run([{**BASE, "origin_regency_code": "KAB. MALANG"}], key_file))
     assert row["origin_regency_code"] == "3507"
     assert row["origin_province_code"] == "35"
+
+
+@pytest.mark.parametrize(
+    ("text", "months"),
+    [("24", 24), ("24 Bulan", 24), ("24.0", 24), ("0024", 24), ("2 tahun", 24), ("3 thn", 36), ("1,5 tahun", 18),
+     ("2 years", 24), ("24,5", None), ("2-3 tahun", None), ("24 hari", None)],
+)  # fmt: skip
+def test_contract_length_in_years_is_converted_to_months_and_a_partial_number_is_not_read(key_file, text, months):
+    """The first digits are not a length: '2 tahun' is 24 months, and '24 hari' is not 24 months."""
+    result = _run([{**BASE, "contract_months": text}], key_file)
+    assert _row(result)["contract_months"] == months
+    assert ("harmonise.bad_number.contract_months" in _rules(result)) == (months is None)
 
 
 def test_contract_length_in_words_is_read_and_nonsense_is_a_warning(key_file):

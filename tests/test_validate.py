@@ -350,3 +350,36 @@ def test_an_agency_is_refused_for_each_expectation_gx_cannot_run_with_its_reason
 def test_an_agency_expectation_on_a_column_the_schema_lacks_is_refused_on_load():
     with pytest.raises(ValueError, match="not fields of the harmonised schema"):
         _cfg(expectations=[_only_asia(kwargs={"column": "negara", "value_set": ["HKG"]})])
+
+
+def test_an_agency_expectation_over_two_columns_judges_each_row(key_file):
+    """A pair rule names its columns as column_A and column_B: both must reach GX, and the late row is flagged."""
+    cfg = _cfg(
+        expectations=[
+            _only_asia(
+                rule_id="test_agency.departure_after_birth",
+                expectation="expect_column_pair_values_a_to_be_greater_than_b",
+                kwargs={"column_A": "departure_date", "column_B": "birth_date"},
+                severity="critical",
+            )
+        ]
+    )
+    rows = [GOOD, {**GOOD, "source_record_id": "B", "nik": None, "passport_number": "C1234567", "sex": "P",
+                   "birth_date": "05/07/2025"}]  # fmt: skip
+    issues = validate.validate(_harmonised(rows, key_file, cfg), cfg, run_date=date(2025, 8, 1)).to_pylist()
+    assert [i["source_row"] for i in issues if i["rule_id"] == "test_agency.departure_after_birth"] == [3]
+
+
+@pytest.mark.parametrize(
+    ("expectation", "kwargs"),
+    [
+        ("expect_column_mean_to_be_between", {"column": "contract_months", "max_value": 10}),
+        ("expect_table_row_count_to_be_between", {"min_value": 100}),
+        ("expect_column_values_to_be_of_type", {"column": "contract_months", "type_": "int64"}),
+    ],
+)
+def test_an_agency_expectation_that_judges_the_whole_column_is_refused_since_no_row_would_be_quarantined(
+    expectation, kwargs
+):
+    with pytest.raises(ConfigError, match="judges the column or the table as a whole"):
+        validate.check_agency(_cfg(expectations=[_only_asia(expectation=expectation, kwargs=kwargs)]))
