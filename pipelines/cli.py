@@ -265,24 +265,65 @@ def publish(home: Home = None, keep: int = 5, wait: float = 0) -> None:
 
 
 @app.command()
-def releases(home: Home = None) -> None:
-    """List releases; the current one is marked."""
+def releases(
+    home: Home = None, as_json: Annotated[bool, typer.Option("--json", help="print them as JSON")] = False
+) -> None:
+    """List releases, oldest first, one a line; the current one is marked with *. --json: one JSON array."""
+    from dataclasses import asdict
+
     from pipelines import publish as pub
 
-    for r in pub.list_releases(_zones(home)):
-        console.print(json.dumps(r, default=str))
+    found = pub.list_releases(_zones(home))
+    if as_json:
+        print(json.dumps([{**asdict(r), "path": str(r.path)} for r in found]))
+        return
+    if not found:
+        console.print("belum ada rilis / no release published yet")
+    for r in found:  # the id whole on its line, to copy into `sdmi rollback ID`
+        counts = ", ".join(f"{k}={r.counts[k]}" for k in ("placement_records", "placements") if k in r.counts)
+        created = f"{r.created_at[:19]}Z" if r.created_at else "?"  # UTC, to the second
+        line = f"{'*' if r.current else ' '} {r.release_id}  {created}  {counts}"
+        console.print(line + ("  (rilis saat ini / current release)" if r.current else ""), markup=False)
 
 
 @app.command()
-def rollback(release_id: Annotated[str | None, typer.Argument()] = None, home: Home = None) -> None:
-    """Switch the warehouse back to an earlier release (the previous one by default)."""
-    from pipelines import flows
+def rollback(
+    release_id: Annotated[str | None, typer.Argument(help="a release id (`sdmi releases`)")] = None,
+    home: Home = None,
+    wait: Annotated[float, typer.Option(help="seconds to wait for another run's lock")] = 30,
+) -> None:
+    """Switch the warehouse back to an earlier release (the previous one by default).
+
+    Exit 3 when there is no such release (an unknown id, or none before the current one) and 4 when another
+    run holds the writer lock; the current release then stays."""
+    from rich.markup import escape
+
     from pipelines import publish as pub
+    from pipelines.locking import WriterBusy, writer_lock
 
     zones = _zones(home)
-    with flows.writer_lock(zones, 30):
-        chosen = pub.rollback(zones, release_id)
-    console.print(f"current release: {chosen}")
+    try:
+        with writer_lock(zones, wait):
+            known = [r.release_id for r in pub.list_releases(zones)]
+            current = pub.current_release(zones)
+            if release_id is not None and release_id not in known:
+                _fail(escape(
+                    f"Rilis {release_id!r} tidak dikenal; rilis yang ada: {', '.join(known) or '-'} "
+                    f"(lihat `sdmi releases`). Rilis saat ini tetap. / Unknown release {release_id!r}; known "
+                    f"releases: {', '.join(known) or '-'} (see `sdmi releases`). The current release stays."
+                ))  # fmt: skip
+            try:
+                chosen = pub.rollback(zones, release_id)
+            except pub.PublishError:  # no id given and nothing older than the current release
+                if not known:
+                    _fail("Belum ada rilis untuk dikembalikan. / No release published yet to roll back to.")
+                _fail(escape(
+                    f"Tidak ada rilis sebelum rilis saat ini ({current}) untuk dikembalikan; rilis saat ini tetap. / "
+                    f"No release before the current one ({current}) to roll back to; the current release stays."
+                ))  # fmt: skip
+    except WriterBusy as exc:
+        _fail(str(exc), 4)
+    console.print(f"rilis saat ini / current release: {chosen}")
 
 
 @app.command()
@@ -315,26 +356,33 @@ def replay(
     key_file: KeyFile = None,
     agency: Annotated[str | None, typer.Option(help="only this agency's files")] = None,
     sha256: Annotated[str | None, typer.Option(help="only this file (hash prefix)")] = None,
+    wait: Annotated[float, typer.Option(help="seconds to wait for another run's lock")] = 30,
 ) -> None:
-    """Reprocess archived files after a mapping or code-list fix, then publish (exactly once still holds)."""
-    from pipelines import flows
+    """Reprocess archived files after a mapping or code-list fix, then publish (exactly once still holds).
+
+    Exit codes as `sdmi run`: 4 when another run holds the writer lock (no file is reopened then)."""
+    from pipelines import keys
     from pipelines.ledger import Ledger
+    from pipelines.locking import WriterBusy, writer_lock
 
     zones = _zones(home).ensure()
-    with flows.writer_lock(zones, 30):
-        ledger = Ledger(zones.ledger_db)
-        chosen = [
-            e
-            for e in ledger.files(status=("processed", "held", "rejected"))
-            if (agency is None or e.agency == agency) and (sha256 is None or e.sha256.startswith(sha256))
-        ]
-        for e in chosen:
-            ledger.reopen(e.sha256)
-    console.print(f"replaying {len(chosen)} file(s)")
     try:
-        summary = _run(zones, key_file, True, None, 30)
+        keys.load_secret(keys.resolve_key_path(key_file))  # exit 3 without a sound key, before reopening a file
+        with writer_lock(zones, wait):
+            ledger = Ledger(zones.ledger_db)
+            chosen = [
+                e
+                for e in ledger.files(status=("processed", "held", "rejected"))
+                if (agency is None or e.agency == agency) and (sha256 is None or e.sha256.startswith(sha256))
+            ]
+            for e in chosen:
+                ledger.reopen(e.sha256)
+        console.print(f"memproses ulang {len(chosen)} berkas / replaying {len(chosen)} file(s)")
+        summary = _run(zones, key_file, True, None, wait)
     except ConfigError as exc:
         _fail(str(exc))
+    except WriterBusy as exc:
+        _fail(str(exc), 4)
     print_summary(zones, summary)
     raise typer.Exit(summary["exit_code"])
 
@@ -462,13 +510,29 @@ def agency_new(
     stdout: Annotated[bool, typer.Option("--stdout", help="print the draft instead of writing it")] = False,
     force: Annotated[bool, typer.Option(help="overwrite an existing schemas/agencies/<code>.yaml")] = False,
 ) -> None:
-    """Draft schemas/agencies/CODE.yaml from a sample file's headers, with # TODO where it cannot decide."""
+    """Draft schemas/agencies/CODE.yaml from a sample file's headers, with # TODO where it cannot decide.
+
+    The sample's header is enough (a CSV template with the column names only will do). Exit 3 when the code
+    is not valid or the sample cannot be read (empty, not a table), with the reason."""
+    from rich.markup import escape
+
     from pipelines import onboarding, settings
+    from pipelines.problems import FileRejected
 
     try:
         result = onboarding.draft(code, from_file)
     except ValueError as exc:
         _fail(str(exc))
+    except FileRejected as exc:
+        hint_id, hint_en = "", ""
+        if exc.code == "no_data_rows":  # an XLSX or JSON sample needs a row to show its columns
+            hint_id, hint_en = " Tambahkan satu baris contoh, lalu coba lagi.", " Add one example row and try again."
+        _fail(
+            escape(
+                f"Tidak dapat menyusun pemetaan dari {from_file.name} ({exc.code}): {exc.message.id}{hint_id} / "
+                f"Cannot draft a mapping from {from_file.name} ({exc.code}): {exc.message.en}{hint_en}"
+            )
+        )
     if stdout:
         print(result.text, end="")
         return

@@ -27,7 +27,7 @@ from pipelines.ledger import IN_FLIGHT, Ledger
 from pipelines.locking import WriterBusy, writer_lock  # noqa: F401 - WriterBusy is part of this module's API
 from pipelines.problems import ConfigError
 from pipelines.settings import Zones
-from pipelines.status import collect_release, publish_needed
+from pipelines.status import collect_release, publish_needed, read_inbox
 
 DEFAULT_STABLE_SECONDS = float(os.environ.get("SDMI_STABLE_SECONDS", "5"))
 
@@ -126,11 +126,9 @@ class RunSummary:
 
 
 def _claim_inbox(zones: Zones, ledger: Ledger, stable_seconds: float, summary: RunSummary) -> None:
-    known = set(config.agencies())
-    for agency, paths in inbox.waiting_files(zones).items():
-        if agency not in known:
-            summary.not_onboarded.append(agency)
-            continue
+    waiting, not_onboarded = read_inbox(zones)  # the idle check in `sdmi run` reads the inbox the same way
+    summary.not_onboarded.extend(not_onboarded)
+    for agency, paths in waiting.items():
         for path in paths:
             if not inbox.is_stable(path, stable_seconds):
                 summary.unstable += 1

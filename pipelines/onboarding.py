@@ -67,31 +67,21 @@ def masked_fields(schema: PlacementSchema) -> set[str]:
     return set(schema.direct_identifiers()) | set(MASKED_ALWAYS)
 
 
-def _read(path: Path, cfg: AgencyConfig, report: CheckReport) -> readers.ReadResult:
-    """Declared encoding/delimiter first, then detection, as processing does."""
-    expected = mapping.expected_headers(cfg)
-    try:
-        return readers.read_file(path, cfg.read, expected)
-    except FileRejected as exc:
-        if exc.code not in ("encoding_mismatch", "wrong_delimiter"):
-            raise
-    result = readers.read_file(path, cfg.read.model_copy(update={"encoding": None, "delimiter": None}), expected)
-    report.warnings.append(
-        f"the file does not use the registered encoding/delimiter; read as {result.encoding} / {result.delimiter!r}"
-    )
-    return result
-
-
 def check(path: Path, cfg: AgencyConfig, preview_rows: int = 5, run_date: date | None = None) -> CheckReport:
-    """Dry run of read -> map -> harmonise -> validate; nothing is written, the key is thrown away."""
-    from pipelines import harmonise, stage, validate
+    """Dry run of read -> map -> harmonise -> validate; nothing is written, the key is thrown away.
+
+    The file is read and its header mapped by processing's own `process.read_and_map`: the declared layout,
+    then detection when the file says otherwise, with the same warning. What a run would accept or reject
+    before its first row, the check accepts or rejects too."""
+    from pipelines import harmonise, process, stage, validate
     from pipelines.keys import WorkerKeySecret
 
     validate.check_agency(cfg)  # expectations GX cannot run: a configuration error, before the file is read
     schema = load_schema()
     report = CheckReport(agency=cfg.agency, file=str(path))
     try:
-        read = _read(path, cfg, report)
+        opened, _ = process.read_and_map(path, cfg, schema)
+        read = opened.collect()  # rejects, as streaming in a run does, a file without data rows or a quote unclosed
         report.format, report.encoding, report.delimiter = read.format, read.encoding, read.delimiter
         report.header_row = read.header_row
         mapped = mapping.map_batch(read, cfg, schema)
@@ -176,13 +166,17 @@ def _q(value: object) -> str:
 
 
 def draft(code: str, path: Path, agencies_dir: Path | None = None) -> Draft:
-    """Match the file's headers against known aliases and write a commented YAML for a person to finish."""
+    """Match the file's headers against known aliases and write a commented YAML for a person to finish.
+
+    Only the file's layout and header are read, so a CSV template with just the column names will do (the
+    XLSX reader still rejects a sheet without a data row); a file the readers cannot take (empty, not a table)
+    raises FileRejected."""
     if not config.AGENCY_CODE.match(code):
         raise ValueError("agency code must be lower-case letters, digits and _ (2-41 chars)")
     schema = load_schema()
     aliases = known_aliases(schema, agencies_dir)
     expected = {readers.normalise_header(a) for names in aliases.values() for a in names}
-    read = readers.read_file(path, ReadOptions(), expected)
+    read = readers.open_file(path, ReadOptions(), expected)  # the layout and header only: no data row is needed
     headers = {readers.normalise_header(h): h for h in read.header if h != mapping.ROW}
     matched: dict[str, str] = {}
     used: set[str] = set()

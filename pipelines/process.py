@@ -7,8 +7,10 @@ records, so nothing personal reaches Prefect's logs or result storage.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -26,7 +28,7 @@ from pipelines.keys import WorkerKeySecret
 from pipelines.ledger import FileEntry, Ledger
 from pipelines.problems import ISSUE_SCHEMA, Bilingual, FileRejected
 from pipelines.schema import PlacementSchema, load_schema
-from pipelines.settings import Zones
+from pipelines.settings import Zones, fsync_dir
 
 log = logging.getLogger("sdmi.process")
 
@@ -104,7 +106,14 @@ def _process_file(
         received_at=entry.received_at,
     )
 
+    docs_dir = report.report_dir(zones.reports, report.FileReport(**file_report, status="processed")) / "data_docs"
+
     def rejected_file(rejected: FileRejected) -> FileOutcome:
+        # Nothing of a rejected file stays staged, nor its validation pages: a replayed file may have been
+        # processed before. Gone before the ledger says 'rejected', so that a crash in between leaves the
+        # file in flight (processed again), never 'rejected' beside an earlier processing's rows.
+        _drop_staged(zones, entry.batch_id)
+        shutil.rmtree(docs_dir, ignore_errors=True)
         ledger.finish(
             entry.sha256,
             "rejected",
@@ -129,13 +138,12 @@ def _process_file(
                            reason_code=rejected.code, reason_en=rejected.message.en, **measured())  # fmt: skip
 
     try:
-        read, mapped = _read_and_map(raw, cfg, schema)
+        read, mapped = read_and_map(raw, cfg, schema)
         lap("read_map")
         faults.point("process.after_read")
     except FileRejected as rejected:
         return rejected_file(rejected)
 
-    docs_dir = report.report_dir(zones.reports, report.FileReport(**file_report, status="processed")) / "data_docs"
     writer = stage.BatchWriter(
         zones,
         entry.batch_id,
@@ -146,7 +154,6 @@ def _process_file(
             counts = _process_chunks(read, cfg, entry, secret, schema, writer, docs_dir, run_date, lap, timings)
         except FileRejected as rejected:  # found while streaming (no data row, an unclosed quote): nothing staged
             writer.abort()
-            shutil.rmtree(docs_dir, ignore_errors=True)
             return rejected_file(rejected)
         share_failed = counts.rows_quarantined / counts.rows_read if counts.rows_read else 0.0
         status = "held" if share_failed > cfg.hold_threshold else "processed"
@@ -222,6 +229,19 @@ def _process_file(
         entry.sha256, entry.agency, entry.file_name, status, counts.rows_read, counts.rows_accepted,
         counts.rows_quarantined, counts.rows_warned, **measured(),
     )  # fmt: skip
+
+
+def _drop_staged(zones: Zones, batch_id: str) -> None:
+    """Remove `staging/<batch_id>/` (an earlier processing of a file now rejected) the way staging replaces a
+    batch: renamed aside in one step, then deleted. A crash in between leaves a `.old-*` folder, never read,
+    that `stage.clean_leftovers` removes at the next start."""
+    final = zones.staging / batch_id
+    if not final.exists():
+        return
+    old = zones.staging / f".old-{batch_id}-{uuid.uuid4().hex[:8]}"
+    os.replace(final, old)
+    fsync_dir(zones.staging)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _process_chunks(
@@ -332,12 +352,15 @@ def _header_only(read: readers.ReadResult) -> readers.ReadResult:
 RETRY_WITH_DETECTION = ("encoding_mismatch", "wrong_delimiter", "missing_columns", "sheet_not_found")
 
 
-def _read_and_map(
+def read_and_map(
     raw: Path, cfg: AgencyConfig, schema: PlacementSchema
 ) -> tuple[readers.ReadResult, mapping.MappedBatch]:
     """The agency's declared layout first. When the file says otherwise (a resent rejected-rows file saved
     as UTF-8 CSV with its header on row 1, a BOM), detection decides and the report says so; if detection
-    does no better, the original reason stands."""
+    does no better, the original reason stands.
+
+    The file is opened (its rows are streamed later) and only its header is mapped. `sdmi agency check`
+    (`onboarding.check`) reads through here too, so that the dry run accepts and rejects what a run does."""
     expected = mapping.expected_headers(cfg)
     try:
         read = readers.open_file(raw, cfg.read, expected)

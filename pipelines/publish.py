@@ -170,8 +170,12 @@ def _batches_table(batches: Sequence[BatchRef]) -> pa.Table:
 
 
 def _load_inputs(con: duckdb.DuckDBPyConnection, zones: Zones, batches: Sequence[BatchRef]) -> int:
-    """Temp views `staged_records` (accepted rows of processed batches) and `staged_issues`; returns the
-    number of staged records (from the files' footers).
+    """Temp views `staged_records` (accepted rows of processed batches) and `staged_issues` (the problems of
+    processed and held batches: `data_quality_rules` counts, per file, the rows that broke each rule, and a held
+    file's rules are why it was held); returns the number of staged records (from the files' footers).
+
+    A rejected file has no rows and no rules: whatever an earlier processing of it left under `staging/` (a
+    replay that ended rejected) is not read.
 
     `staged_records.rid` names a staged row for the build: the file's place in the list (high bits) and the
     row's number in the file. DuckDB's own `rowid` may change when a checkpoint compacts a table with deleted
@@ -200,7 +204,11 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, zones: Zones, batches: Sequence
         con.execute("CREATE TEMP TABLE staged_records AS SELECT *, NULL::BIGINT AS rid FROM _empty")
         con.unregister("_empty")
 
-    issue_files = [(b.batch_id, zones.staging / b.batch_id / "issues.parquet") for b in batches]
+    issue_files = [
+        (b.batch_id, zones.staging / b.batch_id / "issues.parquet")
+        for b in batches
+        if b.status in ("processed", "held")
+    ]
     issue_files = [(bid, p) for bid, p in issue_files if p.is_file()]
     if issue_files:
         paths = "[" + ", ".join(_lit(str(p)) for _, p in issue_files) + "]"

@@ -2,8 +2,9 @@
 
 Two deployments are served by one Prefect runner: `sdmi-ingest/inbox` polls the inbox every `--interval`
 seconds (ingest only), `sdmi-scheduled-publish/publish` publishes on a cron or interval schedule, and only
-when the ledger changed since the current release. Both have a deployment concurrency limit of 1 with
-CANCEL_NEW: a slow pass never builds a backlog of late runs, and the writer lock still keeps them apart.
+when the ledger changed since the newest release (so a `sdmi rollback` holds until something changes). Both
+have a deployment concurrency limit of 1 with CANCEL_NEW: a slow pass never builds a backlog of late runs,
+and the writer lock still keeps them apart.
 
 Why a Prefect server is started here: Prefect 3.9 without PREFECT_API_URL runs against an *ephemeral*
 server (a uvicorn subprocess started by the first client) that runs no scheduler service, so
@@ -110,7 +111,7 @@ def scheduled_publish_flow(home: str | None = None, keep: int = 5, wait_for_lock
     zones = Zones.from_env(home).ensure()
     with flows.writer_lock(zones, wait_for_lock):
         if not publish_needed(zones):
-            get_run_logger().info("nothing changed since the current release; not publishing")
+            get_run_logger().info("nothing changed since the newest release; not publishing")
             return {"switched": False, "skipped": True}
         result = flows.publish_flow(str(zones.home), keep=keep)
     return {**result, "skipped": False}

@@ -6,15 +6,19 @@ import json
 import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 from rich.console import Console
 from rich.table import Table
 
 from pipelines import config
+from pipelines import publish as pub
 from pipelines.inbox import waiting_files
 from pipelines.ledger import FINAL, IN_FLIGHT, Ledger
 from pipelines.locking import writer_lock
+from pipelines.problems import ConfigError
 from pipelines.settings import Zones
 
 STUCK_AFTER = timedelta(minutes=30)
@@ -41,34 +45,84 @@ def collect(zones: Zones) -> dict:
     for agency, paths in waiting_files(zones).items():
         info["inbox"][agency] = len(paths)
     info["release"] = collect_release(zones)
-    info["publish_pending"] = publish_needed(zones)
+    newest = newest_release(zones)
+    info["newest_release"] = newest.release_id if newest else None
+    info["rolled_back"] = bool(info["release"] and newest and info["release"]["id"] != newest.release_id)
+    try:
+        info["publish_pending"] = publish_needed(zones)
+    except ConfigError:  # an agency's YAML does not load: unknown here, `sdmi run` names the file (exit 3)
+        info["publish_pending"] = None
     return info
 
 
+class Inbox(NamedTuple):
+    waiting: dict[str, list[Path]]  # files waiting in the folders of onboarded agencies, per agency
+    not_onboarded: list[str]  # folders holding files but no agency mapping: nothing there is read
+
+
+def read_inbox(zones: Zones) -> Inbox:
+    """The inbox as a run sees it: what it will claim, and which agency folders it must leave alone."""
+    known = config.agencies()
+    found = waiting_files(zones)
+    return Inbox(
+        {agency: paths for agency, paths in found.items() if agency in known},
+        [agency for agency in found if agency not in known],
+    )
+
+
+def newest_release(zones: Zones) -> pub.ReleaseInfo | None:
+    """The release built last (by its manifest's creation time), whether or not it is current."""
+
+    def built_at(release: pub.ReleaseInfo) -> tuple[datetime, str]:
+        try:
+            return datetime.fromisoformat(release.created_at or ""), release.release_id
+        except ValueError:
+            return datetime.min.replace(tzinfo=UTC), release.release_id
+
+    return max(pub.list_releases(zones), key=built_at, default=None)
+
+
 def publish_needed(zones: Zones) -> bool:
-    """True when the ledger's finished files differ from what the current release was built from."""
+    """True when a publish would build a release unlike the newest one built.
+
+    The newest release, not the current one: after `sdmi rollback` the current release is an older one on
+    purpose, and it stays current until something changes what a release would hold (a new file finished, a
+    file's status changed, an agency's priority, the schema version; a run that processed files, a replay
+    too, publishes anyway) or `sdmi publish` rebuilds on request. Whether the newest release holds what a
+    publish would build now is read from its id: `publish._release_id` ends with a hash of the batches (id,
+    file hash, order, status), the agencies' priorities, the schema version and the publish parameters. The
+    parameters are those the newest release recorded: `publish_flow` passes none, so they change only with
+    the code. A missing or half-switched current release is published again, as before.
+    """
     if not zones.ledger_db.exists():
         return False
     if zones.current.exists() and not zones.analyst_db.exists():
         return True  # a crash between the two symlink switches: `current` is new, sdmi.duckdb missing
-    finished = {(e.sha256, e.status) for e in Ledger(zones.ledger_db).files(status=FINAL)}
-    manifest = zones.current / "manifest.json"
-    if not manifest.exists():
+    finished = Ledger(zones.ledger_db).files(status=FINAL)
+    if not (zones.current / "manifest.json").exists():
         return bool(finished)
-    batches = json.loads(manifest.read_text(encoding="utf-8")).get("batches") or []
-    return finished != {(b["sha256"], b["status"]) for b in batches}
+    newest = newest_release(zones)
+    if newest is None:
+        return True  # `current` is not one of the releases: make a proper one
+    manifest = json.loads((newest.path / "manifest.json").read_text(encoding="utf-8"))
+    # `_release_id` reads a batch's id, file hash, order and status: a ledger entry has the same four fields.
+    # An id is "<time built>-<hash of the inputs>"; the time is not compared.
+    would_build = pub._release_id(finished, config.agencies(), manifest.get("parameters") or {})
+    return would_build.rsplit("-", 1)[1] != newest.release_id.rsplit("-", 1)[1]
 
 
 def idle_summary(zones: Zones, publish: bool, wait_seconds: float = 0) -> dict | None:
     """A run's summary when there is provably nothing to do, else None.
 
-    Nothing to do: no file waiting in the inbox, none in flight, and (when publishing) a current release
-    built from exactly the finished files. Then `sdmi run` skips Prefect entirely (its import and its
-    temporary server cost seconds to tens of seconds); the writer lock is still taken, so a run while
-    another holds it still exits 4. Keys match flows.RunSummary.as_dict().
+    Nothing to do: no file of an onboarded agency waiting in the inbox, none in flight, and (when publishing)
+    a current release and nothing a publish would change (`publish_needed`: a rolled-back release stays). Then
+    `sdmi run` skips Prefect entirely (its import and its temporary server cost seconds to tens of seconds);
+    the writer lock is still taken, so a run while another holds it still exits 4. Keys match
+    flows.RunSummary.as_dict(); folders of agencies not onboarded are named as a run names them.
     """
     with writer_lock(zones, wait_seconds):
-        if set(waiting_files(zones)) & set(config.agencies()):
+        inbox = read_inbox(zones)
+        if inbox.waiting:
             return None
         if zones.ledger_db.exists() and Ledger(zones.ledger_db).files(status=IN_FLIGHT):
             return None
@@ -85,7 +139,7 @@ def idle_summary(zones: Zones, publish: bool, wait_seconds: float = 0) -> dict |
         placements_published=counts.get("placements"),
         release_id=(release or {}).get("id"),
         publish_failed=None,
-        not_onboarded=[],
+        not_onboarded=inbox.not_onboarded,
         files=[],
         timings={"claim": 0.0, "total": 0.0},
         idle=True,
@@ -118,8 +172,28 @@ def render(info: dict, console: Console) -> None:
     console.print(f"current release: {rel['id']} at {rel['created_at']}" if rel else "no release published yet")
     if rel and rel.get("counts"):
         console.print("  " + ", ".join(f"{k}={v}" for k, v in rel["counts"].items()))
-    if info.get("publish_pending"):
-        console.print("[yellow]files finished since the current release: the next publish releases them[/yellow]")
+    if info.get("rolled_back"):
+        until = (
+            (
+                "ada perubahan sejak itu, publikasi berikutnya membuat rilis baru",
+                "something changed since, the next publish makes a new release",
+            )
+            if info.get("publish_pending")
+            else (
+                "tetap begitu sampai ada data baru atau `sdmi publish`",
+                "it stays so until new data or `sdmi publish`",
+            )
+        )
+        console.print(
+            f"[yellow]Gudang data dikembalikan (rollback) dari rilis terbaru {info['newest_release']}; {until[0]}. / "
+            f"The warehouse was rolled back from the newest release {info['newest_release']}; {until[1]}.[/yellow]"
+        )
+    elif info.get("publish_pending"):
+        console.print(
+            "[yellow]Berkas selesai (atau konfigurasi berubah) sejak rilis saat ini: publikasi berikutnya "
+            "merilisnya. / Files finished (or configuration changed) since the current release: the next publish "
+            "releases them.[/yellow]"
+        )
     console.print(f"rows in quarantine: {info['quarantine']}")
     waiting = ", ".join(f"{a}: {n}" for a, n in info["inbox"].items()) or "none"
     console.print(f"waiting in inbox: {waiting}")

@@ -205,3 +205,131 @@ def test_run_exits_3_before_any_file_when_an_agency_expectation_cannot_run(
     said = result.output.replace("\n", "")  # the console wraps long lines
     assert f"{P3MI}.only_asia" in said and str(mapping_file) in said
     assert sorted(p.name for p in (home / "inbox" / P3MI).iterdir()) == ["bukan_data.csv", "kosong.csv"]
+
+
+def test_agency_new_from_an_empty_sample_exits_3_with_the_reason_in_both_languages_and_no_traceback(tmp_path):
+    empty = tmp_path / "kosong.csv"
+    empty.write_bytes(b"")
+    done = subprocess.run(
+        [SDMI, "agency", "new", "agensi_baru", "--from", str(empty), "--stdout"], capture_output=True, text=True
+    )
+    assert done.returncode == 3, done.stderr
+    said = " ".join(done.stderr.split())  # the console wraps long lines
+    assert "Traceback" not in said and done.stdout == ""
+    assert "Berkas kosong (0 byte)." in said and "The file is empty (0 bytes)." in said
+    assert said.index("Tidak dapat menyusun pemetaan dari kosong.csv") < said.index("Cannot draft a mapping from")
+
+
+# ------------------------------------------------------------------------------------------ releases, rollback, replay
+def _home_with_releases(tmp_path: Path, count: int) -> tuple[Path, list[str]]:
+    """A data root with `count` releases published from synthetic staged rows, the last one current."""
+    import test_publish_support as support
+
+    from pipelines.publish import publish
+
+    home = tmp_path / "home"
+    zones = Zones(home).ensure()
+    ledger = support.Ledger(zones)
+    ledger.add("bp2mi", n=5)
+    codelists = support.write_codelists(tmp_path / "codelists")
+    ids = []
+    for _ in range(count):
+        result = publish(zones, ledger.batches, support.agencies(), codelists_dir=codelists)
+        assert result.switched, result.reason
+        ids.append(result.release_id)
+    return home, ids
+
+
+def _sdmi(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([SDMI, *args], capture_output=True, text=True, timeout=120)
+
+
+def _said(done: subprocess.CompletedProcess) -> str:
+    return " ".join(done.stderr.split())  # the console wraps long lines
+
+
+def test_releases_lists_each_whole_id_on_its_own_line_with_the_current_one_marked(tmp_path):
+    home, ids = _home_with_releases(tmp_path, 2)
+    done = _sdmi("releases", "--home", str(home))
+    assert done.returncode == 0, done.stderr
+    older, current = done.stdout.splitlines()
+    assert older.split()[0] == ids[0] and "current" not in older and "placement_records=5" in older
+    assert current.split()[:2] == ["*", ids[1]] and current.endswith("(rilis saat ini / current release)")
+
+
+def test_releases_of_a_home_without_any_says_so(tmp_path):
+    done = _sdmi("releases", "--home", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "belum ada rilis / no release published yet"
+    assert json.loads(_sdmi("releases", "--home", str(tmp_path), "--json").stdout) == []
+
+
+def test_releases_json_is_one_array_of_objects_with_the_path_as_text(tmp_path):
+    home, ids = _home_with_releases(tmp_path, 2)
+    done = _sdmi("releases", "--home", str(home), "--json")
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert [(r["release_id"], r["current"]) for r in listed] == [(ids[0], False), (ids[1], True)]
+    assert listed[1]["path"] == str(Zones(home).releases / ids[1])
+    assert listed[1]["counts"]["placement_records"] == 5 and listed[1]["created_at"]
+
+
+def test_rollback_switches_back_to_the_previous_release_and_names_it(tmp_path):
+    from pipelines.publish import current_release
+
+    home, ids = _home_with_releases(tmp_path, 2)
+    done = _sdmi("rollback", "--home", str(home))
+    assert done.returncode == 0, done.stderr
+    assert current_release(Zones(home)) == ids[0] and ids[0] in done.stdout
+
+
+def test_rollback_without_an_earlier_release_exits_3_in_both_languages_and_no_traceback(tmp_path):
+    from pipelines.publish import current_release
+
+    home, ids = _home_with_releases(tmp_path, 1)
+    done = _sdmi("rollback", "--home", str(home))
+    assert done.returncode == 3, done.stderr
+    said = _said(done)
+    assert "Traceback" not in said and current_release(Zones(home)) == ids[0]
+    assert said.index("Tidak ada rilis sebelum rilis saat ini") < said.index("No release before the current one")
+
+
+def test_rollback_to_an_unknown_release_exits_3_naming_the_known_ones(tmp_path):
+    from pipelines.publish import current_release
+
+    home, ids = _home_with_releases(tmp_path, 2)
+    done = _sdmi("rollback", "20990101T000000000Z-deadbeef", "--home", str(home))
+    assert done.returncode == 3, done.stderr
+    said = _said(done)
+    assert "Traceback" not in said and current_release(Zones(home)) == ids[1]
+    assert said.index("tidak dikenal") < said.index("Unknown release '20990101T000000000Z-deadbeef'")
+    assert ids[0] in said and ids[1] in said
+
+
+def test_rollback_while_another_run_holds_the_writer_lock_exits_4_as_run_does(tmp_path):
+    from pipelines.locking import writer_lock
+    from pipelines.publish import current_release
+
+    home, ids = _home_with_releases(tmp_path, 2)
+    with writer_lock(Zones(home)):
+        done = _sdmi("rollback", "--home", str(home), "--wait", "0")
+    assert done.returncode == 4, done.stderr
+    said = _said(done)
+    assert "Traceback" not in said and current_release(Zones(home)) == ids[1]
+    assert said.index("Proses lain sedang berjalan") < said.index("another sdmi run or publish is in progress")
+
+
+def test_replay_while_another_run_holds_the_writer_lock_exits_4_and_reopens_no_file(tmp_path, key_file):
+    from pipelines.locking import writer_lock
+
+    zones = Zones(tmp_path / "home").ensure()
+    ledger = Ledger(zones.ledger_db)
+    ledger.claim("ab" * 32, P3MI, "kosong.csv", 0)
+    ledger.finish("ab" * 32, "rejected", reason_code="empty_file")
+    with writer_lock(zones):
+        done = _sdmi("replay", "--home", str(zones.home), "--key-file", str(key_file), "--wait", "0")
+    assert done.returncode == 4, done.stderr
+    said = _said(done)
+    assert "Traceback" not in said
+    assert said.index("Proses lain sedang berjalan") < said.index("another sdmi run or publish is in progress")
+    assert ledger.get("ab" * 32).status == "rejected"

@@ -9,12 +9,17 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipelines import config, demo, onboarding
+from pipelines import config, demo, inbox, onboarding
 from pipelines.cli import app
+from pipelines.keys import load_secret
+from pipelines.ledger import Ledger
 from pipelines.problems import ConfigError
+from pipelines.process import process_file
+from pipelines.settings import Zones
 
 P3MI = "p3mi_mitra_sejahtera"
 SISKOP = "bp2mi_siskop2mi"
+JATIM = "bp3mi_jatim"
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +80,69 @@ def test_agency_check_reports_a_file_that_would_be_rejected(tmp_path):
     assert report.rejected and report.exit_code == 1
 
 
+def _with_sep_line(source: Path, target: Path) -> None:
+    """Excel's `sep=;` hint above the header: the header is on row 2, not the registered row 1."""
+    target.write_bytes(b"sep=;\r\n" + source.read_bytes())
+
+
+def _with_title_on_two_lines(source: Path, target: Path) -> None:
+    """A title cell with a line break in it above the header: the header is on line 3, not row 1."""
+    target.write_bytes(b'"Laporan\nPenempatan"\n' + source.read_bytes())
+
+
+def _with_sheet_renamed(source: Path, target: Path) -> None:
+    """The data sheet renamed (the registered sheet is `Penempatan`)."""
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(source)
+    workbook.worksheets[0].title = "Penempatan Okt 2025"
+    workbook.save(target)
+
+
+def _run_one(tmp_path: Path, key_file: Path, agency: str, path: Path) -> tuple[dict, object]:
+    """The file through `process_file`, as `sdmi run` takes it from the inbox: its report's facts and ledger row."""
+    zones = Zones(tmp_path / "home").ensure()
+    ledger = Ledger(zones.ledger_db)
+    arrived = zones.inbox / agency / path.name
+    arrived.parent.mkdir(parents=True)
+    arrived.write_bytes(path.read_bytes())
+    claim = inbox.claim(zones, ledger, agency, arrived)
+    process_file(zones, ledger, claim.entry, config.agency(agency), load_secret(key_file))
+    (facts,) = (zones.reports / agency).glob("*/report.json")
+    return json.loads(facts.read_text(encoding="utf-8")), ledger.get(claim.entry.sha256)
+
+
+@pytest.mark.parametrize(
+    ("agency", "alter", "suffix"),
+    [(P3MI, _with_sep_line, ".csv"), (SISKOP, _with_title_on_two_lines, ".csv"), (JATIM, _with_sheet_renamed, ".xlsx")],
+    ids=["sep_line_above_the_header", "title_on_two_lines_above_the_header", "sheet_renamed"],
+)
+def test_agency_check_accepts_a_file_a_run_reads_by_detection_with_the_same_warning(
+    samples, tmp_path, key_file, agency, alter, suffix
+):
+    sample = tmp_path / f"sample{suffix}"
+    alter(_file(samples, agency), sample)
+    facts, entry = _run_one(tmp_path, key_file, agency, sample)
+    assert entry.status != "rejected", entry.reason_en
+    run_detection = [w["en"] for w in facts["warnings"] if "read by detection" in w["en"]]
+    assert len(run_detection) == 1
+
+    report = onboarding.check(sample, config.agency(agency))
+
+    assert report.rejected is None, report.rejected_reason
+    assert (report.rows_read, report.rows_accepted) == (entry.rows_read, entry.rows_accepted)
+    assert [w for w in report.warnings if "read by detection" in w] == run_detection
+
+
+def test_agency_check_rejects_a_header_only_file_for_the_reason_a_run_gives(samples, tmp_path, key_file):
+    header_only = tmp_path / "hanya_judul.csv"
+    header_only.write_text(_file(samples, SISKOP).read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    _, entry = _run_one(tmp_path, key_file, SISKOP, header_only)
+    report = onboarding.check(header_only, config.agency(SISKOP))
+    assert entry.reason_code == report.rejected == "no_data_rows"
+    assert report.rejected_reason == entry.reason_en and report.exit_code == 1
+
+
 def test_agency_check_refuses_an_agency_whose_expectation_gx_cannot_build_before_reading_the_file(tmp_path):
     from agency_factory import agency_config
 
@@ -121,6 +189,25 @@ def test_agency_new_leaves_a_missing_required_field_as_todo_until_resolved(tmp_p
     resolved["columns"]["destination_country"] = ["Negara"]
     path.write_text(yaml.safe_dump(resolved), encoding="utf-8")
     assert config.load_agency_file(path).columns["destination_country"] == ["Negara"]
+
+
+def test_agency_new_drafts_a_mapping_from_a_header_only_template(samples, tmp_path):
+    template = tmp_path / "template.csv"
+    template.write_text(_file(samples, SISKOP).read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    drafted = onboarding.draft("agensi_baru", template)
+    assert drafted.matched == onboarding.draft("agensi_baru", _file(samples, SISKOP)).matched
+    assert drafted.todo_required == []
+    path = tmp_path / "agensi_baru.yaml"
+    path.write_text(drafted.text, encoding="utf-8")
+    assert config.load_agency_file(path).columns["nik"] == [drafted.matched["nik"]]
+
+
+def test_agency_new_stdout_prints_a_draft_from_a_header_only_template(samples, tmp_path):
+    template = tmp_path / "template.csv"
+    template.write_bytes(_file(samples, P3MI).read_bytes().splitlines(keepends=True)[0])
+    result = CliRunner().invoke(app, ["agency", "new", "agensi_baru", "--from", str(template), "--stdout"])
+    assert result.exit_code == 0, result.output
+    assert "agency: agensi_baru" in result.output and "delimiter: ;" in result.output
 
 
 def test_agency_new_stdout_prints_the_draft_and_writes_no_file(samples):

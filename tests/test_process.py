@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from pipelines import config, inbox, mapping, process, settings
 from pipelines.keys import load_secret
 from pipelines.ledger import Ledger
-from pipelines.process import _read_and_map, process_file
+from pipelines.process import process_file, read_and_map
 from pipelines.schema import load_schema
 from pipelines.settings import Zones
 
@@ -67,7 +67,7 @@ def test_a_file_in_another_encoding_and_delimiter_than_declared_is_read_by_detec
     path = tmp_path / "resend.csv"
     path.write_bytes(b"\xef\xbb\xbf" + _csv([["W1", "3507014507950001", "Zoë", "Female", "Taiwan", "2024-03-01"]],
                                             header=header))  # fmt: skip
-    read, mapped = _read_and_map(path, cfg, load_schema())
+    read, mapped = read_and_map(path, cfg, load_schema())
     assert read.encoding.startswith("utf-8") and read.delimiter == ","
     assert mapped.matched["destination_country"] == "Destination"
     rows = mapping.map_batch(read.collect(), cfg).table
@@ -82,6 +82,65 @@ def test_rejected_file_gets_a_report_and_no_staging(tmp_path, key_file):
     assert not (zones.staging / entry.batch_id).exists()
     pages = list((zones.reports / "bp2mi_siskop2mi").glob("*/index.html"))
     assert len(pages) == 1 and "empty" in pages[0].read_text(encoding="utf-8").lower()
+
+
+def _with_nik_alias_misspelt(tmp_path, agency: str) -> config.AgencyConfig:
+    """The agency's mapping after an edit gone wrong: its NIK column is looked for under a name the files lack."""
+    text = (settings.AGENCIES_DIR / f"{agency}.yaml").read_text(encoding="utf-8")
+    assert text.count("  nik: [NIK, ") == 1
+    broken = tmp_path / "agencies" / f"{agency}.yaml"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_text(text.replace("  nik: [NIK, ", "  nik: [NIK KTP, "), encoding="utf-8")
+    return config.load_agency_file(broken)
+
+
+def _replay(zones, sha256: str, cfg: config.AgencyConfig, key_file):
+    """What `sdmi replay` does to one file: back to 'archived', then processed again from raw/."""
+    ledger = Ledger(zones.ledger_db)
+    ledger.reopen(sha256)
+    outcome = process_file(zones, ledger, ledger.get(sha256), cfg, load_secret(key_file))
+    return ledger.get(sha256), outcome
+
+
+def test_a_replayed_file_that_ends_rejected_keeps_nothing_staged_from_its_earlier_processing(tmp_path, key_file):
+    rows = [_good(i) for i in range(1, 8)] + [["R-9", "123", "Y", "P", "Hong Kong", "01/03/2024"]]
+    zones, first, _ = _process(tmp_path, key_file, "bp2mi_siskop2mi", "ok.csv", _csv(rows))
+    staged = zones.staging / first.batch_id
+    (reported,) = (zones.reports / "bp2mi_siskop2mi").iterdir()
+    assert first.status == "processed" and pq.read_table(staged / "quarantined.parquet").num_rows == 1
+    assert (reported / "data_docs").is_dir() and list(reported.glob("rejected_rows.*"))
+    broken = _with_nik_alias_misspelt(tmp_path, "bp2mi_siskop2mi")
+    entry, outcome = _replay(zones, first.sha256, broken, key_file)
+    assert outcome.status == entry.status == "rejected" and entry.reason_code == "missing_columns"
+    assert not staged.exists()  # no accepted rows, issues or quarantined NIKs of a file the ledger calls rejected
+    assert list(zones.staging.iterdir()) == []  # nothing set aside left behind either
+    assert not list(reported.glob("rejected_rows.*")) and not (reported / "data_docs").exists()
+
+
+def test_the_release_after_a_replay_that_ends_rejected_counts_no_rule_for_that_file(tmp_path, key_file):
+    from pipelines import flows
+
+    rows = [_good(i) for i in range(1, 8)] + [["R-9", "123", "Y", "P", "Hong Kong", "01/03/2024"]]
+    zones, first, _ = _process(tmp_path, key_file, "bp2mi_siskop2mi", "ok.csv", _csv(rows))
+    assert flows.publish_flow.fn(str(zones.home))["switched"]
+    assert _rules_published(zones, first.batch_id) != []
+    _replay(zones, first.sha256, _with_nik_alias_misspelt(tmp_path, "bp2mi_siskop2mi"), key_file)
+    assert flows.publish_flow.fn(str(zones.home))["switched"]
+    assert _rules_published(zones, first.batch_id) == []
+    with duckdb.connect(str(zones.analyst_db), read_only=True) as con:
+        quality = con.execute(
+            "SELECT status, rows_read, rows_quarantined, cardinality(rows_by_rule) FROM data_quality "
+            "WHERE batch_id = ?",
+            [first.batch_id],
+        ).fetchall()
+    assert quality == [("rejected", 0, 0, 0)]
+
+
+def _rules_published(zones: Zones, batch_id: str) -> list[tuple[str, int]]:
+    with duckdb.connect(str(zones.analyst_db), read_only=True) as con:
+        return con.execute(
+            "SELECT rule_id, rows FROM data_quality_rules WHERE batch_id = ? ORDER BY 1", [batch_id]
+        ).fetchall()
 
 
 def test_issues_hold_every_rule_a_row_broke_in_one_place(tmp_path, key_file):

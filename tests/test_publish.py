@@ -183,6 +183,20 @@ def test_data_quality_counts_rules_without_values(zones, ledger, codelists):
     assert query(zones, "SELECT count(*) FROM placement_records WHERE source_agency = 'kbri_hk'") == [(0,)]
 
 
+def test_rules_are_counted_for_processed_and_held_files_and_not_for_rejected_ones(zones, ledger, codelists):
+    broken = issues([(2, "nik.format", "critical", "nik"), (3, "nik.format", "critical", "nik")])
+    ledger.add("bp2mi", n=8, quarantined=2, issue_rows=broken)
+    ledger.add("disnaker_jatim", n=0, quarantined=2, status="held", issue_rows=broken)
+    # staged by an earlier processing of a file since replayed and rejected (a home from before staging was
+    # cleared on rejection): the ledger's verdict is what counts
+    ledger.add("kbri_hk", n=0, status="rejected", issue_rows=broken)
+    assert run(zones, ledger, codelists).switched
+    rules = query(zones, "SELECT agency, rule_id, rows FROM data_quality_rules ORDER BY agency")
+    assert rules == [("bp2mi", "nik.format", 2), ("disnaker_jatim", "nik.format", 2)]
+    by_rule = query(zones, "SELECT agency, status, cardinality(rows_by_rule) FROM data_quality ORDER BY seq")
+    assert by_rule == [("bp2mi", "processed", 1), ("disnaker_jatim", "held", 1), ("kbri_hk", "rejected", 0)]
+
+
 def test_no_identifier_columns_anywhere_in_warehouse(zones, ledger, codelists):
     ledger.add("bp2mi", n=50)
     assert run(zones, ledger, codelists).switched
