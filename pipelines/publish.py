@@ -9,12 +9,15 @@ over the staged Parquet; Python only handles the small aggregates of the open da
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import struct
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -507,8 +510,8 @@ def _build_quality(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _comment(con: duckdb.DuckDBPyConnection, catalogue: Iterable[dictionary.Table]) -> None:
-    views = dictionary.record_tables()  # Parquet written by their build step, views over it here
-    for t in catalogue:
+    views = {name for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    for t in catalogue:  # the record tables are views over the Parquet their build step wrote
         kind = "VIEW" if t.name in views else "TABLE"
         for stmt in dictionary.comment_statements(t, kind):
             con.execute(stmt)
@@ -520,6 +523,36 @@ def _create_views(con: duckdb.DuckDBPyConnection, sql_dir: Path) -> list[str]:
         con.execute(path.read_text(encoding="utf-8"))
         names.append(path.stem)
     return names
+
+
+def _document_views(
+    con: duckdb.DuckDBPyConnection, views: Sequence[str], catalogue: Sequence[dictionary.Table]
+) -> list[dictionary.Table]:
+    """The analyst views in the data dictionary, each column with a comment. A view's SQL file comments the
+    view and the columns it computes; a column named as one of the catalogue's (the first table that has it)
+    takes that column's comment here, so the schema's descriptions are not written twice."""
+    known: dict[str, dictionary.Col] = {}
+    for table in catalogue:
+        for col in table.columns:
+            known.setdefault(col.name, col)
+    docs = []
+    for view in views:
+        (comment,) = con.execute("SELECT comment FROM duckdb_views() WHERE view_name = ?", [view]).fetchone()
+        cols = []
+        for name, sql_type, said in con.execute(
+            "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index",
+            [view],
+        ).fetchall():
+            if said:
+                id_, _, en = said.partition(" / ")
+                cols.append(dictionary.Col(name, sql_type, id_, en or id_))
+            elif name in known:
+                cols.append(dictionary.Col(name, sql_type, known[name].id, known[name].en))
+            else:
+                raise PublishError(f"view {view}: column {name} has no description (COMMENT ON COLUMN in its SQL file)")
+        id_, _, en = (comment or "").partition(" / ")
+        docs.append(dictionary.Table(view, id_, en or id_, cols))
+    return docs
 
 
 # ----------------------------------------------------------------------------------------------- open data
@@ -916,12 +949,14 @@ def publish(
                     _parquet_view(con, name, final / "parquet" / name, cols)
             finally:
                 final.unlink()
-            _comment(con, [*dictionary.tables(), *extra])
+            catalogue = [*dictionary.tables(), *extra]
+            views_doc = _document_views(con, views, catalogue)
+            _comment(con, [*catalogue, *views_doc])
             con.execute("CHECKPOINT")
         finally:
             con.close()
             _remove_scratch(scratch)
-        _write_docs(building, release_id, counts, extra, public_meta)
+        _write_docs(building, release_id, counts, [*extra, *views_doc], public_meta)
         manifest = {
             "release_id": release_id,
             "created_at": datetime.now(UTC).isoformat(),
@@ -1040,14 +1075,28 @@ def rollback(zones: Zones, release_id: str | None = None) -> str:
     return release_id
 
 
+def _has_readers(database: Path) -> bool:
+    """Whether another process has the DuckDB file open: DuckDB holds a lock on it for as long as a connection
+    lasts, read-only ones included (Linux's F_GETLK asks without taking a lock; elsewhere: unknown, False)."""
+    if not sys.platform.startswith("linux") or not database.is_file():
+        return False
+    fd = os.open(database, os.O_RDONLY)
+    try:
+        asked = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)  # struct flock: the whole file
+        return struct.unpack("hhqqi", fcntl.fcntl(fd, fcntl.F_GETLK, asked))[0] != fcntl.F_UNLCK
+    finally:
+        os.close(fd)
+
+
 def prune(zones: Zones, keep: int = 5) -> list[str]:
-    """Delete all but the newest `keep` releases (and failed ones), never the current one.
-    An analyst still reading a deleted release keeps reading it: the open file outlives its name."""
+    """Delete all but the newest `keep` releases (and failed ones), never the current one, nor one an analyst
+    has open: a release's tables are views over its own Parquet files, which an open connection reads again at
+    every query. Such a release goes at a later prune, once nobody reads it."""
     cur = current_release(zones)
     removed = []
     ids = [r.release_id for r in list_releases(zones)]
     for rid in ids[: max(0, len(ids) - keep)]:
-        if rid != cur:
+        if rid != cur and not _has_readers(zones.releases / rid / "sdmi.duckdb"):
             shutil.rmtree(zones.releases / rid)
             removed.append(rid)
     failed = sorted(p for p in zones.releases.glob("failed-*") if p.is_dir())

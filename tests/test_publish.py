@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -71,6 +73,15 @@ def test_cross_agency_placement_counted_once_priority_wins(zones, ledger, codeli
     assert query(zones, "SELECT placement_id FROM placements ORDER BY 1") == ids
 
 
+def test_agencies_that_agree_on_a_placement_show_no_conflict_though_each_numbers_its_records_itself(
+    zones, ledger, codelists
+):
+    ledger.add("bp2mi", n=5)
+    ledger.add("disnaker_jatim", n=5, overrides={"source_record_id": "'JTM-' || i::VARCHAR"})
+    assert run(zones, ledger, codelists).switched
+    assert query(zones, "SELECT n_sources, conflicting_fields FROM placements") == [(2, [])] * 5
+
+
 @pytest.mark.parametrize("bad", ["code", "duplicate"])
 def test_failed_audit_leaves_previous_release_current(zones, ledger, codelists, bad):
     ledger.add("bp2mi", n=30)
@@ -128,6 +139,39 @@ def test_prune_keeps_n_and_never_the_current(zones, ledger, codelists):
     assert run(zones, ledger, codelists, keep=2).switched
     left = [r.release_id for r in list_releases(zones)]
     assert len(left) == 2 and left[-1] == os.readlink(zones.current).split("/")[-1]
+
+
+READER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+for line in sys.stdin:  # one query per line asked, until stdin closes
+    print(con.execute("SELECT count(*) FROM placements").fetchone()[0], flush=True)
+"""
+
+
+def test_prune_keeps_a_release_an_analyst_has_open_until_it_is_closed(zones, ledger, codelists):
+    """Its tables are views over its own Parquet files, read again at every query: deleting them under an open
+    connection broke it ('No files found') after `keep` publishes."""
+    ledger.add("bp2mi", n=5)
+    first = run(zones, ledger, codelists, keep=1)
+    analyst = subprocess.Popen(
+        [sys.executable, "-c", READER, str(zones.analyst_db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        analyst.stdin.write("?\n")
+        analyst.stdin.flush()
+        assert analyst.stdout.readline().strip() == "5"
+        ledger.add("kbri_hk", n=3, start=500)
+        run(zones, ledger, codelists, keep=1)
+        assert run(zones, ledger, codelists, keep=1).switched
+        assert first.release_id in [r.release_id for r in list_releases(zones)]
+        analyst.stdin.write("?\n")
+        analyst.stdin.flush()
+        assert analyst.stdout.readline().strip() == "5"  # still its own release, whole
+    finally:
+        analyst.stdin.close()
+        analyst.wait(timeout=30)
+    assert first.release_id in prune(zones, keep=1)
 
 
 def test_analyst_questions_each_one_query(zones, ledger, codelists):
@@ -245,6 +289,21 @@ def test_comments_from_schema_in_both_languages(zones, ledger, codelists):
             zones, "SELECT comment FROM duckdb_views() WHERE NOT internal AND starts_with(view_name, 'v_')"
         )
     )
+
+
+def test_every_column_of_the_analyst_views_is_described_in_the_database_and_the_data_dictionary(
+    zones, ledger, codelists
+):
+    ledger.add("bp2mi", n=5)
+    assert run(zones, ledger, codelists).switched
+    columns = query(
+        zones,
+        "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE starts_with(table_name, 'v_')",
+    )
+    assert {t for t, _, _ in columns} == {p.stem for p in (settings.SQL_DIR / "views").glob("*.sql")}
+    assert [(t, c) for t, c, comment in columns if not comment or " / " not in comment] == []
+    readme = (zones.current / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{c}`" in readme.split(f"## `{t}`")[1] for t, c, _ in columns)
 
 
 def test_empty_ledger_publishes_empty_release(zones, codelists):

@@ -11,3 +11,6 @@ SELECT
 FROM placements
 GROUP BY ALL;
 COMMENT ON VIEW v_women_share_by_sector IS 'Proporsi perempuan per tahun dan sektor / Share of women by year and sector';
+COMMENT ON COLUMN v_women_share_by_sector.placements IS 'Penempatan dengan jenis kelamin diketahui / Placements whose sex is known';
+COMMENT ON COLUMN v_women_share_by_sector.women IS 'Penempatan perempuan / Placements of women';
+COMMENT ON COLUMN v_women_share_by_sector.share_women IS 'Proporsi perempuan (0-1) / Share of women (0-1)';
