@@ -151,6 +151,12 @@ def _duplicate_report(zones: Zones, agency: str, name: str, claim: inbox.Claim) 
 
     first = claim.entry
     assert first is not None
+    # the first copy's report, linked when it is this agency's (another agency's report is not theirs to open)
+    first_report = (
+        report.report_href(zones.reports, first.agency, first.file_name, first.sha256, first.received_at)
+        if first.agency == agency
+        else None
+    )
     report.write_report(
         zones.reports,
         report.FileReport(
@@ -170,6 +176,8 @@ def _duplicate_report(zones: Zones, agency: str, name: str, claim: inbox.Claim) 
             ),
             warnings=[],
             duplicate_of=first.file_name,
+            duplicate_of_status=first.status,  # a held or rejected first copy still needs a corrected file
+            duplicate_of_report=first_report,
         ),
         None,
         None,

@@ -6,9 +6,10 @@ operations in DuckDB over Arrow; Python touches only distinct values that need f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 
 import duckdb
@@ -59,22 +60,72 @@ def _rule(template_id: str, field: str, schema: PlacementSchema) -> tuple[str, s
     )
 
 
-def hints(schema: PlacementSchema | None = None) -> dict[str, tuple[str, str]]:
-    """rule_id -> what to do (id, en), for every rule a row can break; used by the agency report."""
+def hints(schema: PlacementSchema | None = None, cfg: AgencyConfig | None = None) -> dict[str, tuple[str, str]]:
+    """rule_id -> what to do (id, en), for every rule a row can break; used by the agency report.
+
+    A date is read only in the formats the agency's mapping declares (`cfg.date_formats`): the date hints show
+    an example date written in the first of them and name its parts, so that following the hint is accepted.
+    Without `cfg`, the formats every agency gets by default."""
     schema = schema or load_schema()
+    date_format = (cfg.date_formats if cfg else AgencyConfig.model_fields["date_formats"].default_factory())[0]
+    fills = _date_fills(date_format)
     out: dict[str, tuple[str, str]] = {}
     coded = [f.name for f in schema.fields if f.codelist]
     for template, spec in rules().items():
         targets = coded + list(DATE_FIELDS) + ["contract_months"] if "{field}" in template else [None]
         for name in targets:
             rid = template.replace("{field}", name) if name else template
-            out[rid] = (spec["hint"]["id"], spec["hint"]["en"])
+            out[rid] = (_with_fills(spec["hint"]["id"], fills, "id"), _with_fills(spec["hint"]["en"], fills, "en"))
     for f in schema.fields:
         _, hint = f.required_message()
         out[f"required.{f.name}"] = (hint.id, hint.en)
         for c in f.checks:
             out[c.rule_id] = (c.hint.id, c.hint.en)
+    if cfg is not None:  # the field's own hint cannot know the agency's format: the date hint says it
+        for name in DATE_FIELDS:
+            if f"required.{name}" in out:
+                out[f"required.{name}"] = out[f"harmonise.bad_date.{name}"]
     return out
+
+
+EXAMPLE_DATE = date(2024, 8, 17)  # day after the 12th: day and month cannot be mistaken for each other
+# strptime directive -> the part's name (id, en); and, for month names, how the example writes them (id, en).
+# Indonesian month names are read too (MONTHS_ID), so each language's example is accepted.
+DATE_PARTS = {
+    "%d": ("hari", "day"), "%-d": ("hari", "day"), "%m": ("bulan", "month"), "%-m": ("bulan", "month"),
+    "%B": ("nama bulan", "month name"), "%b": ("nama bulan singkat", "short month name"),
+    "%Y": ("tahun", "year"), "%y": ("tahun dua angka", "two-digit year"),
+    "%H": ("jam", "hour"), "%M": ("menit", "minute"), "%S": ("detik", "second"),
+}  # fmt: skip
+EXAMPLE_MONTH_NAMES = {"%B": ("Agustus", "August"), "%b": ("Agu", "Aug")}
+
+
+def _date_fills(date_format: str) -> dict[str, tuple[str, str]]:
+    """{date_example} and {date_parts} of a date hint, (id, en), for one strptime format: '%d %B %Y' gives
+    ('17 Agustus 2024', '17 August 2024') and ('hari, nama bulan, tahun', 'day, month name, year')."""
+    example: list[tuple[str, str]] = []
+    parts: list[tuple[str, str]] = []
+    for piece in re.split(r"(%-?[A-Za-z%])", date_format):
+        if piece in EXAMPLE_MONTH_NAMES:
+            example.append(EXAMPLE_MONTH_NAMES[piece])
+        elif piece.startswith("%") and len(piece) > 1:
+            written = datetime.combine(EXAMPLE_DATE, datetime.min.time()).strftime(piece)
+            example.append((written, written))
+        else:
+            example.append((piece, piece))
+        if piece in DATE_PARTS:
+            parts.append(DATE_PARTS[piece])
+    return {
+        "{date_example}": ("".join(e[0] for e in example), "".join(e[1] for e in example)),
+        "{date_parts}": (", ".join(p[0] for p in parts), ", ".join(p[1] for p in parts)),
+    }
+
+
+def _with_fills(text: str, fills: dict[str, tuple[str, str]], language: str) -> str:
+    at = 0 if language == "id" else 1
+    for placeholder, values in fills.items():
+        text = text.replace(placeholder, values[at])
+    return text
 
 
 def _sql_str(value: str) -> str:
@@ -332,6 +383,13 @@ def _filled(template: str, fills: dict[str, str]) -> str:
     return sql
 
 
+def _suggestion_sentence(template_id: str, language: str) -> str:
+    """SQL for a code-list message's `{suggestions}`: the rule's sentence ("Did you mean: ...") with the code
+    list's suggestions in it, or nothing at all when there are none (never "Did you mean: -")."""
+    sentence = rules()[template_id].get("suggestions", {}).get(language, "{suggestions}")
+    return f"coalesce(replace({_sql_str(sentence)}, '{{suggestions}}', cl.suggestions), '')"
+
+
 MESSAGE_MATCHES = ("unknown", "ambiguous", "fuzzy")  # how a value matched its code list, for each rule below
 
 
@@ -369,9 +427,13 @@ def _issues(
         per_value = []
         for template, match in zip(("unknown_code", "ambiguous_code", "fuzzy_match"), MESSAGE_MATCHES, strict=True):
             rule_id, severity, msg_id, msg_en = _rule(f"harmonise.{template}.{{field}}", name, schema)
+            fills_id, fills_en = (
+                {**fills, "{suggestions}": _suggestion_sentence(f"harmonise.{template}.{{field}}", language)}
+                for language in ("id", "en")
+            )
             per_value.append(
                 f"SELECT cl.value, {_sql_str(rule_id)} AS rule_id, {_sql_str(severity)} AS severity, {shown} AS shown, "
-                f"{_filled(msg_id, fills)} AS message_id, {_filled(msg_en, fills)} AS message_en "
+                f"{_filled(msg_id, fills_id)} AS message_id, {_filled(msg_en, fills_en)} AS message_en "
                 f"FROM cl_{name} AS cl WHERE cl.match = '{match}'"
             )
         if name in inexact:

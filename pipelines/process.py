@@ -178,11 +178,11 @@ def _process_file(
     except BaseException:
         writer.abort()
         raise
-    read_warnings = read.warnings
+    read_warnings, read_format = read.warnings, read.format
     del read  # the report reads the staged issues and quarantined rows; the file's cells can go
     lap("stage")
     faults.point("process.after_staging")
-    hints = {k: Bilingual(*v) for k, v in harmonise_stage.hints(schema).items()}
+    hints = {k: Bilingual(*v) for k, v in harmonise_stage.hints(schema, cfg).items()}  # the agency's date format
     warnings = [*read_warnings, *mapped.warnings]
     if mapped.unmapped_fields:
         missing = ", ".join(mapped.unmapped_fields)
@@ -201,6 +201,7 @@ def _process_file(
             reason=reason,
             warnings=warnings,
             duplicate_of=None,
+            file_format=read_format,  # a JSON file's rows are numbered by record, not line
         ),
         staged / "issues.parquet",
         staged / "quarantined.parquet",
@@ -302,6 +303,7 @@ def _process_chunks(
             kept.append(settings.owned_copy(harmonised.table.select(kept_columns)))
         lap("validate")
         issues = pa.concat_tables([_as_issue_table(row_issues), harmonised.issues, gx_issues])
+        issues = stage.mask_identifier_values(issues, harmonised.table, schema)  # the page quotes issue values
         accepted, quarantined, counts = stage.split(harmonised.table, issues, part, schema)
         writer.append("accepted", accepted)
         writer.append("issues", issues)

@@ -86,6 +86,11 @@ class FileReport:
     reason: Bilingual | None = None  # why, for rejected / held / duplicate
     warnings: list[Bilingual] = field(default_factory=list)  # file-level notes from reading
     duplicate_of: str | None = None  # for a duplicate: the name the same content was first received under
+    # for a duplicate: what became of the first copy (a ledger status: processed | held | rejected, or still
+    # in flight), and the link to its report page from this one when there is one
+    duplicate_of_status: str | None = None
+    duplicate_of_report: str | None = None
+    file_format: str | None = None  # csv | xlsx | json: a JSON file's rows are numbered by record, not by line
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -114,6 +119,14 @@ def report_dir(reports_root: Path, report: FileReport) -> Path:
     stamp = report.received_at.strftime("%Y%m%dT%H%M%SZ")
     folder = f"{stamp}_{safe_name(report.file_name)}_{report.sha256[:8]}"
     return reports_root / safe_name(report.agency) / folder
+
+
+def report_href(reports_root: Path, agency: str, file_name: str, sha256: str, received_at: datetime) -> str | None:
+    """The link to a received file's report page from another report page of the same agency (they sit side by
+    side in the agency's folder); None while that page is not written."""
+    first = FileReport(agency, "", file_name, sha256, received_at, status="processed")  # the status is not in the path
+    folder = report_dir(reports_root, first)
+    return f"../{folder.name}/{HTML_NAME}" if (folder / HTML_NAME).is_file() else None
 
 
 def compress_rows(rows: Iterable[int] | np.ndarray, limit: int = ROW_LIST_LIMIT) -> tuple[str, int]:
@@ -767,16 +780,7 @@ def _headline(report: FileReport) -> tuple[str, Bilingual, Bilingual]:
             ),
         )
     if report.status == "duplicate":
-        return (
-            "info",
-            Bilingual("Sudah pernah diterima", "Already received"),
-            Bilingual(
-                "Isi berkas ini sama persis dengan berkas yang sudah kami terima sebelumnya, "
-                "jadi tidak diproses lagi. Tidak ada yang perlu Anda lakukan.",
-                "This file's content is identical to a file we received earlier, "
-                "so it was not processed again. Nothing needs to be done.",
-            ),
-        )
+        return _duplicate_headline(report.duplicate_of_status)
     if report.status == "held":
         return (
             "warn",
@@ -818,6 +822,49 @@ def _headline(report: FileReport) -> tuple[str, Bilingual, Bilingual]:
         Bilingual(
             f"{A} dari {R} baris diterima.{warned_id} {Q} baris perlu diperbaiki dan dikirim ulang.",
             f"{A} of {R} rows were accepted.{warned_en} {Q} rows need to be fixed and sent again.",
+        ),
+    )
+
+
+def _duplicate_headline(first_status: str | None) -> tuple[str, Bilingual, Bilingual]:
+    """A copy of a file received before is not processed again: whether anything is left to do depends on
+    what became of the first copy. Sending the same bytes again cannot fix a held or rejected file."""
+    same_id = "Isi berkas ini sama persis dengan berkas yang sudah kami terima sebelumnya"
+    same_en = "This file's content is identical to a file we received earlier"
+    if first_status in ("held", "rejected"):
+        held = first_status == "held"
+        return (
+            "bad",
+            Bilingual("Sama dengan berkas yang ditahan", "Same as a held file")
+            if held
+            else Bilingual("Sama dengan berkas yang ditolak", "Same as a rejected file"),
+            Bilingual(
+                f"{same_id}, dan berkas itu {'ditahan' if held else 'ditolak'}: tidak ada datanya yang "
+                "dipublikasikan. Mengirim isi yang sama lagi tidak mengubah apa pun. Perbaiki "
+                f"{'baris-baris' if held else 'masalah'} yang disebut di laporan berkas pertama, lalu kirim berkas "
+                "yang sudah diperbaiki.",
+                f"{same_en}, and that file was {first_status}: nothing from it was published. Sending the same "
+                f"content again changes nothing. Fix the {'rows' if held else 'problem'} named in the first file's "
+                "report, then send the corrected file.",
+            ),
+        )
+    if first_status in ("claimed", "archived"):  # the first copy is still being processed (ledger.IN_FLIGHT)
+        return (
+            "info",
+            Bilingual("Sudah pernah diterima", "Already received"),
+            Bilingual(
+                f"{same_id}, dan berkas itu masih diproses, jadi berkas ini tidak diproses dua kali. Hasilnya akan "
+                "ada di laporan berkas pertama.",
+                f"{same_en}, and that file is still being processed, so this one is not processed twice. The "
+                "outcome will be in the first file's report.",
+            ),
+        )
+    return (
+        "info",
+        Bilingual("Sudah pernah diterima", "Already received"),
+        Bilingual(
+            f"{same_id}, jadi tidak diproses lagi. Tidak ada yang perlu Anda lakukan.",
+            f"{same_en}, so it was not processed again. Nothing needs to be done.",
         ),
     )
 
@@ -923,6 +970,7 @@ def write_report(
         "received_id": received_id,
         "received_en": received_en,
         "show_counts": report.status == "processed" or report.rows_read > 0,
+        "records": report.file_format == "json",  # numbered by record (the n-th of the file's list), not line
         "problems": problems,
         "critical_problems": [p for p in problems if p.critical],
         "warning_problems": [p for p in problems if not p.critical],
@@ -955,6 +1003,7 @@ def _index_entry(facts_path: Path) -> dict[str, Any] | None:
             sha256=str(facts["sha256"]),
             received_at=datetime.fromisoformat(facts["received_at"]),
             status=str(facts["status"]),
+            duplicate_of_status=facts.get("duplicate_of_status"),
             **counts,
         )
     except (OSError, ValueError, KeyError, TypeError):

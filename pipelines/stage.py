@@ -72,6 +72,57 @@ def split(
     return accepted, quarantined, counts
 
 
+MASK = "•••"  # as the officer's page masks what it must not show
+
+
+def mask_identifier_values(issues: pa.Table, harmonised: pa.Table, schema: PlacementSchema | None = None) -> pa.Table:
+    """Issues whose value holds the same row's NIK, name, passport number or birth date, with that value masked
+    in the value and in both messages.
+
+    An issue quotes the cell it is about ("unknown education_level 'Tuti Maesaroh'") and the page shows it: a
+    worker's own name or passport typed into another column would be shown too. The page's redactor only knows
+    the identifiers of quarantined rows; an accepted row with a warning is quoted as well. Compared without case,
+    spaces or punctuation, a value containing the identifier counts (names and numbers of 4 characters or more).
+    """
+    schema = schema or load_schema()
+    present = [f for f in schema.direct_identifiers() if f in harmonised.column_names]
+    if not issues.num_rows or not present or pc.all(pc.is_null(issues["value"])).as_py():
+        return issues
+
+    def norm(sql: str) -> str:
+        return f"regexp_replace(lower({sql}), '[^\\p{{L}}\\p{{N}}]+', '', 'g')"
+
+    texts = []
+    for name in present:
+        column = f'h."{name}"'
+        if pa.types.is_date(harmonised.schema.field(name).type):
+            texts += [f"strftime({column}, '%d%m%Y')", f"strftime({column}, '%Y%m%d')"]
+        else:
+            texts.append(norm(f"CAST({column} AS VARCHAR)"))
+    hits = " OR ".join(f"(length({t}) >= 4 AND contains(v.nv, {t}))" for t in texts)
+    con = settings.scratch_duckdb()
+    try:
+        con.register("i", issues.append_column("n", pa.array(range(issues.num_rows), pa.int64())))
+        con.register("h", harmonised.select(["source_row", *present]))
+        masked = con.sql(
+            f"""
+            WITH v AS (SELECT *, {norm("value")} AS nv FROM i),
+            m AS (
+                SELECT v.*, v.value IS NOT NULL AND coalesce({hits}, false) AS hit
+                FROM v LEFT JOIN h ON h.source_row = v.source_row
+            )
+            SELECT source_row, rule_id, severity, field,
+                   CASE WHEN hit THEN '{MASK}' ELSE value END AS value,
+                   CASE WHEN hit THEN replace(message_id, value, '{MASK}') ELSE message_id END AS message_id,
+                   CASE WHEN hit THEN replace(message_en, value, '{MASK}') ELSE message_en END AS message_en
+            FROM m ORDER BY n
+            """
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return masked.cast(issues.schema)
+
+
 class BatchWriter:
     """A batch written chunk by chunk: Parquet row groups appended in a hidden folder, renamed when complete.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import UTC, date, datetime
 
 import pyarrow as pa
@@ -11,7 +12,7 @@ import pytest
 from agency_factory import agency_config
 
 from pipelines.config import AgencyConfig
-from pipelines.harmonise import harmonise
+from pipelines.harmonise import harmonise, hints
 from pipelines.keys import load_secret
 
 NIK_WOMAN = "3507014507950001"  # Kab. Malang, born 05-07-1995, woman (45 = 5 + 40)
@@ -262,3 +263,52 @@ def test_each_row_gets_the_rules_it_breaks_when_rows_break_different_rules(key_f
     issues = _run(rows, key_file).issues.to_pylist()
     for n, (_, rules) in enumerate(broken):
         assert {i["rule_id"] for i in issues if i["source_row"] == n + 2} == rules
+
+
+def _hint_example(text: str) -> str:
+    """The example date a date hint ends with ("..., e.g. 2024-08-17.")."""
+    return re.search(r"(?:mis\.|e\.g\.) (.+)\.$", text).group(1)
+
+
+@pytest.mark.parametrize(
+    ("formats", "example_id", "example_en", "parts_en"),
+    [
+        (["%Y-%m-%d"], "2024-08-17", "2024-08-17", "year, month, day"),
+        (["%d %B %Y", "%d %b %Y"], "17 Agustus 2024", "17 August 2024", "day, month name, year"),
+        (["%d/%m/%Y", "%Y-%m-%d"], "17/08/2024", "17/08/2024", "day, month, year"),
+    ],
+)
+def test_date_hint_shows_an_example_in_the_agencys_first_declared_format(formats, example_id, example_en, parts_en):
+    hint_id, hint_en = hints(cfg=agency_config(date_formats=formats))["harmonise.bad_date.departure_date"]
+    assert _hint_example(hint_id) == example_id and _hint_example(hint_en) == example_en
+    assert f"({parts_en})" in hint_en
+
+
+@pytest.mark.parametrize(
+    "formats", [["%Y-%m-%d"], ["%d %B %Y"], ["%d %b %Y"], ["%d/%m/%Y"], ["%m/%d/%Y"], ["%d-%m-%y"], ["%d.%m.%Y"]]
+)
+def test_a_date_written_as_the_date_hint_shows_is_read_for_that_agency(key_file, formats):
+    for hint in hints(cfg=agency_config(date_formats=formats))["harmonise.bad_date.departure_date"]:
+        result = _run([{**BASE, "departure_date": _hint_example(hint)}], key_file, date_formats=formats)
+        assert _row(result)["departure_date"] == date(2024, 8, 17), hint
+        assert not _rules(result), hint
+
+
+def test_a_missing_departure_date_is_answered_with_the_agencys_date_format():
+    agency_hints = hints(cfg=agency_config(date_formats=["%Y-%m-%d"]))
+    assert agency_hints["required.departure_date"] == agency_hints["harmonise.bad_date.departure_date"]
+    assert "2024-08-17" in agency_hints["required.departure_date"][1]
+
+
+def test_unknown_code_without_a_suggestion_asks_nothing(key_file):
+    result = _run([{**BASE, "destination_country": "Qqqqxx"}], key_file)
+    issue = next(i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.unknown_code.destination_country")
+    assert issue["message_id"] == "Nilai 'Qqqqxx' untuk destination_country tidak dikenal."
+    assert issue["message_en"] == "Unknown destination_country 'Qqqqxx'."
+
+
+def test_unknown_code_with_suggestions_names_them_in_both_languages(key_file):
+    result = _run([{**BASE, "destination_country": "Hongkongg Raya"}], key_file)
+    issue = next(i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.unknown_code.destination_country")
+    assert "tidak dikenal. Mungkin maksudnya: Hong Kong (HKG)" in issue["message_id"]
+    assert "'Hongkongg Raya'. Did you mean: Hong Kong (HKG)" in issue["message_en"]

@@ -10,7 +10,9 @@ the temporary directory the run used. The scanner is shown to catch a planted id
 from __future__ import annotations
 
 import codecs
+import csv
 import html
+import io
 import json
 import os
 import re
@@ -176,6 +178,16 @@ def _drop_damaged_files(source: Path, home: Path) -> None:
     national = sorted((source / "bp2mi_siskop2mi").glob("*.csv"))[0]
     lines = national.read_text(encoding="utf-8").splitlines(keepends=True)
     (home / "inbox" / "bp2mi_siskop2mi" / "tanpa_judul_kolom.csv").write_text("".join(lines[1:11]), encoding="utf-8")
+    rows = list(csv.reader(io.StringIO("".join(lines[:21]))))
+    header = rows[0]
+    for row in rows[1:4]:  # a worker's own name and passport typed into the education and marital columns
+        row[header.index("Pendidikan")] = row[header.index("Nama")]
+        row[header.index("Status Perkawinan")] = row[header.index("No Paspor")]
+    for row in rows[1:]:
+        row[0] = row[0].replace("REG-", "MIS-")  # records of their own, superseding none of the demo's
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
+    (home / "inbox" / "bp2mi_siskop2mi" / "kolom_tertukar.csv").write_text(out.getvalue(), encoding="utf-8")
     kbri = next((source / "kbri_kuala_lumpur").glob("*.json"))
     records = json.loads(kbri.read_text(encoding="utf-8"))["data"][:3]
     worker = records[2]["pekerja"]
@@ -234,6 +246,8 @@ def test_the_damaged_files_were_reported_to_their_agencies(demo_run):
     array = next((home / "reports").glob("*/*_rekaman_larik.json_*"))
     assert json.loads((array / "report.json").read_text("utf-8"))["rows_quarantined"] == 1
     assert "read.not_an_object" in (array / "index.html").read_text("utf-8")
+    swapped = next((home / "reports").glob("*/*_kolom_tertukar.csv_*"))
+    assert "harmonise.unknown_code.education_level" in (swapped / "index.html").read_text("utf-8")
 
 
 def test_every_report_with_rejected_rows_says_they_are_the_agencys_restricted_copy(demo_run):

@@ -598,3 +598,172 @@ def test_report_from_the_staged_issues_file_is_the_report_from_the_table(tmp_pat
     staged = written(tmp_path / "staged", make_report(), tmp_path / "issues.parquet", make_rows(8))
     for name in ("index.html", "report.json", CSV_NAME):
         assert (staged / name).read_bytes() == (plain / name).read_bytes()
+
+
+# ------------------------------------------------------------------------------- held files, second copies
+
+
+def test_a_held_files_rows_that_passed_the_checks_are_not_called_accepted(tmp_path: Path) -> None:
+    reason = Bilingual("Berkas ditahan: 60% baris gagal.", "File held: 60% of rows failed.")
+    report = make_report(status="held", reason=reason, rows_read=20, rows_accepted=8, rows_quarantined=12)
+    p = page(written(tmp_path, report, None, None))
+    assert p.by_id["rows-accepted"] == "8"
+    assert "Lolos pemeriksaan, tetapi tidak dipublikasikan" in p.text
+    assert "Passed the checks, but not published" in p.text
+    assert "Baris diterima" not in p.text and "Rows accepted" not in p.text
+    assert "Accepted with warnings" not in p.text and "rows still accepted" not in p.text
+
+
+def test_agency_index_says_a_held_files_passed_rows_were_not_published(tmp_path: Path) -> None:
+    root = tmp_path / "reports"
+    write_report(root, make_report(status="held", rows_read=20, rows_accepted=8, rows_quarantined=12), None, None,
+                 set(), {})  # fmt: skip
+    (path,) = write_index(root)
+    text = Page(path.read_text(encoding="utf-8")).text
+    assert "8 lolos pemeriksaan, tidak dipublikasikan passed the checks, not published" in text
+
+
+def duplicate(first_status: str | None, **kw: object) -> FileReport:
+    return make_report(
+        status="duplicate", rows_read=0, rows_accepted=0, rows_quarantined=0, rows_warned=0,
+        duplicate_of="penempatan agustus.xlsx", duplicate_of_status=first_status, **kw,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("first_status", "headline"),
+    [("held", "Sama dengan berkas yang ditahan Same as a held file"),
+     ("rejected", "Sama dengan berkas yang ditolak Same as a rejected file")],
+)  # fmt: skip
+def test_a_copy_of_a_held_or_rejected_file_says_nothing_was_published_and_asks_for_a_corrected_file(
+    tmp_path: Path, first_status: str, headline: str
+) -> None:
+    text = page(written(tmp_path, duplicate(first_status), None, None)).text
+    assert headline in text
+    assert f"that file was {first_status}: nothing from it was published" in text
+    assert "tidak ada datanya yang dipublikasikan" in text
+    assert "kirim berkas yang sudah diperbaiki" in text and "send the corrected file" in text
+    assert "Nothing needs to be done" not in text and "Tidak ada yang perlu Anda lakukan" not in text
+
+
+def test_a_copy_of_a_processed_file_needs_nothing_more(tmp_path: Path) -> None:
+    text = page(written(tmp_path, duplicate("processed"), None, None)).text
+    assert "Sudah pernah diterima Already received" in text
+    assert "Tidak ada yang perlu Anda lakukan." in text and "Nothing needs to be done." in text
+
+
+def test_a_copy_of_a_file_still_in_progress_says_its_outcome_will_be_in_the_first_files_report(tmp_path: Path) -> None:
+    text = page(written(tmp_path, duplicate("archived"), None, None)).text
+    assert "masih diproses" in text and "still being processed" in text
+    assert "Nothing needs to be done" not in text
+
+
+def test_a_second_drop_of_a_held_file_links_to_the_first_files_report(tmp_path: Path) -> None:
+    from pipelines import config, flows, inbox
+    from pipelines.ledger import Ledger
+    from pipelines.settings import Zones
+
+    zones = Zones(tmp_path / "home").ensure()
+    ledger = Ledger(zones.ledger_db)
+    agency = "bp2mi_siskop2mi"
+
+    def drop(name: str) -> Path:
+        path = zones.inbox / agency / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"No Reg,NIK\nREG-1,123\n")
+        return path
+
+    first = inbox.claim(zones, ledger, agency, drop("penempatan.csv")).entry
+    ledger.finish(first.sha256, "held", rows_read=1, rows_accepted=0, rows_quarantined=1, rows_warned=0)
+    held = FileReport(agency, config.agency(agency).name, first.file_name, first.sha256, first.received_at, "held",
+                      rows_read=1, rows_quarantined=1)  # fmt: skip
+    first_page = next(p for p in write_report(zones.reports, held, None, None, set(), {}) if p.name == HTML_NAME)
+    second = inbox.claim(zones, ledger, agency, drop("penempatan kirim lagi.csv"))
+    assert second.kind == "duplicate"
+
+    flows._duplicate_report(zones, agency, "penempatan kirim lagi.csv", second)
+
+    (second_page,) = (p for p in (zones.reports / agency).glob(f"*/{HTML_NAME}") if p != first_page)
+    p = Page(second_page.read_text(encoding="utf-8"))
+    assert "Sama dengan berkas yang ditahan Same as a held file" in p.text
+    links = [v for t, a, v in p.attrs if t == "a" and a == "href"]
+    assert [(second_page.parent / link).resolve() for link in links] == [first_page.resolve()]
+    assert "See the first file's report" in p.text
+
+
+def test_agency_index_says_a_copy_of_a_held_file_is_the_same_as_a_held_file(tmp_path: Path) -> None:
+    root = tmp_path / "reports"
+    write_report(root, duplicate("held"), None, None, set(), {})
+    (path,) = write_index(root)
+    assert "Sama dengan berkas yang ditahan Same as a held file" in Page(path.read_text(encoding="utf-8")).text
+
+
+# ------------------------------------------------------------------------------------- row numbers of JSON
+
+
+def test_a_json_files_problems_are_given_by_record_number_not_as_excel_rows(tmp_path: Path) -> None:
+    issues = make_issues(issue(3, "nik.format", "nik", "***"))
+    folder = written(tmp_path, make_report(file_format="json"), issues, make_rows(5))
+    text = page(folder).text
+    assert "Nomor catatan (catatan ke-n) / Record numbers (n-th record) 3" in text
+    assert "Record numbers count the records in your JSON file's list of records (the first record is 1)" in text
+    assert "baris_row is the record's number in the original JSON file" in text
+    assert "as Excel shows them" not in text and "Row numbers" not in text
+
+
+def test_a_spreadsheet_or_csv_files_problems_are_given_by_row_as_excel_shows_them(tmp_path: Path) -> None:
+    issues = make_issues(issue(3, "nik.format", "nik", "***"))
+    text = page(written(tmp_path, make_report(file_format="csv"), issues, make_rows(5))).text
+    assert "Nomor baris / Row numbers 3" in text and "Row numbers are those of your file, as Excel shows them." in text
+    assert "Record numbers" not in text
+
+
+# ----------------------------------------------------------------------- a real file through the pipeline
+
+
+def _through_the_pipeline(tmp_path: Path, key_file: Path, agency: str, name: str, content: bytes) -> Path:
+    """The file dropped for `agency`, processed as a run processes it; its report folder."""
+    from pipelines import config, inbox
+    from pipelines.keys import load_secret
+    from pipelines.ledger import Ledger
+    from pipelines.process import process_file
+    from pipelines.settings import Zones
+
+    zones = Zones(tmp_path / "home").ensure()
+    ledger = Ledger(zones.ledger_db)
+    path = zones.inbox / agency / name
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    claim = inbox.claim(zones, ledger, agency, path)
+    process_file(zones, ledger, claim.entry, config.agency(agency), load_secret(key_file))
+    (html,) = (zones.reports / agency).glob(f"*/{HTML_NAME}")
+    return html.parent
+
+
+def test_the_date_hint_on_a_page_is_written_in_the_agencys_own_date_format(tmp_path: Path, key_file: Path) -> None:
+    header = "Worker ID;National ID;Full Name;Gender;Destination;Departure Date\r\n"
+    rows = (
+        "W1;3507014507950001;Siti Contoh;Female;Taiwan;2024-03-01\r\n"
+        "W2;3507014507950002;Ani Contoh;Female;Taiwan;30/06/2024\r\n"  # day/month/year: not this agency's format
+    )
+    folder = _through_the_pipeline(tmp_path, key_file, "p3mi_mitra_sejahtera", "deployments.csv",
+                                   (header + rows).encode("cp1252"))  # fmt: skip
+    text = page(folder).text  # the agency's mapping reads dates as year-month-day only
+    assert "harmonise.bad_date.departure_date" in text
+    assert "Write a real date in your agency's format (year, month, day), e.g. 2024-08-17." in text
+    assert "format instansi Anda (tahun, bulan, hari), mis. 2024-08-17." in text
+    assert "day/month/year" not in text and "17/08/2024" not in text
+
+
+def test_a_json_file_through_the_pipeline_names_its_records_by_number(tmp_path: Path, key_file: Path) -> None:
+    def record(n: int, departure: str) -> dict:
+        worker = {"nama": "Siti Contoh", "nik": f"35070145079500{n:02d}", "jenis_kelamin": "P"}
+        return {"no_lapor": f"KBRIKL/{n}", "pekerja": worker, "penempatan": {"tanggal_berangkat": departure}}
+
+    document = {"sumber": "uji", "data": [record(1, "2024-03-01"), record(2, "2024-03-01"), record(3, "bukan tanggal")]}
+    content = json.dumps(document, indent=2).encode("utf-8")  # record 3 starts on line 26, not line 3
+    folder = _through_the_pipeline(tmp_path, key_file, "kbri_kuala_lumpur", "pendataan.json", content)
+    text = page(folder).text
+    assert "Nomor catatan (catatan ke-n) / Record numbers (n-th record) 3" in text
+    assert "as Excel shows them" not in text
+    assert [row[-1] for row in read_csv(folder)[1:]] == ["3"]
