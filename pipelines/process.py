@@ -357,9 +357,10 @@ RETRY_WITH_DETECTION = ("encoding_mismatch", "wrong_delimiter", "missing_columns
 def read_and_map(
     raw: Path, cfg: AgencyConfig, schema: PlacementSchema
 ) -> tuple[readers.ReadResult, mapping.MappedBatch]:
-    """The agency's declared layout first. When the file says otherwise (a resent rejected-rows file saved
-    as UTF-8 CSV with its header on row 1, a BOM), detection decides and the report says so; if detection
-    does no better, the original reason stands.
+    """The agency's declared layout first. When the file says otherwise (a file saved again as UTF-8 CSV, with
+    a BOM, its header on row 1, where UTF-16 or Windows-1252 is registered), detection decides and the report
+    says so; if detection does no better, the original reason stands. A returned rejected-rows file is
+    recognised by the reader itself (its `alasan_reason` and `baris_row` columns) and read by detection.
 
     The file is opened (its rows are streamed later) and only its header is mapped. `sdmi agency check`
     (`onboarding.check`) reads through here too, so that the dry run accepts and rejects what a run does."""

@@ -35,6 +35,11 @@ Rejection codes (`FileRejected.code`, stable; the message says what the officer 
 Row issue rule ids: `read.ragged_row` (CSV row with a different number of fields than the header; padded with
 nulls or truncated), `read.not_an_object` (JSON record that is not an object; kept as an all-null row).
 
+A returned rejected-rows file (the `rejected_rows.csv` / `.xlsx` the report gives the officer to correct and drop
+back: the agency's own columns, then `alasan_reason` and `baris_row`) is recognised by that header and read by its
+own format (CSV or XLSX), encoding, delimiter, sheet and header row, detected, whatever the agency's agreed layout;
+a warning says so.
+
 Choices: an unclosed quote rejects the file (the rows after it cannot be trusted); 10,000 columns are
 rejected by the default max_columns (500) and read when it is raised; when no header row is configured and
 no expected header matches, the header is the first of the first 30 non-empty rows having at least half as
@@ -80,6 +85,11 @@ CHUNK_BYTES = 16 << 20
 STREAM_BLOCK_BYTES = 1 << 20  # pyarrow parses CSV this many bytes at a time
 MAX_BLOCK_BYTES = 8 << 20  # a row longer than a block is read again in larger blocks, up to this
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# The two columns the report adds to the rejected rows it gives back (report.REASON_COLUMN, report.ROW_COLUMN; a
+# test checks they agree): a header holding both is a returned rejected-rows file.
+REJECTED_REASON_COLUMN = "alasan_reason"
+REJECTED_ROW_COLUMN = "baris_row"
+REJECTED_LOOK_BYTES = 256 << 10  # how much of a file (of a workbook's parts) is looked at for those two names
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 # the sample parse may hold a whole multi-line cell; the default 128 KiB limit is too small for that
@@ -371,6 +381,10 @@ def open_file(path: Path, options: ReadOptions, expected_headers: Iterable[str] 
         )
     expected = {normalise_header(h) for h in expected_headers} - {""}
     fmt = sniff_format(path)
+    if fmt in ("csv", "xlsx") and _looks_like_rejected_rows(path, fmt):
+        returned = _read_returned_rejected_rows(path, fmt, options, expected)
+        if returned is not None:
+            return returned
     if options.format != "auto" and fmt != options.format and not (options.format == "csv" and fmt == "json"):
         raise _reject(
             "format_mismatch",
@@ -385,6 +399,78 @@ def open_file(path: Path, options: ReadOptions, expected_headers: Iterable[str] 
     if fmt == "json":
         return _read_json(path, options)
     return _read_csv(path, options, expected)
+
+
+def _names_rejected_rows_columns(cells: Iterable[str | None]) -> bool:
+    """Whether a header holds both columns the report adds to the rejected rows (compared as headers are)."""
+    names = {normalise_header(c) for c in cells if c}
+    return {normalise_header(REJECTED_REASON_COLUMN), normalise_header(REJECTED_ROW_COLUMN)} <= names
+
+
+def _looks_like_rejected_rows(path: Path, fmt: str) -> bool:
+    """A cheap look at the start of the file for the rejected-rows header; `_read_returned_rejected_rows` confirms
+    it by the header its read finds. CSV: the first non-blank record, under any of the usual delimiters (the
+    report writes UTF-8 with a comma; Excel may save it again in another encoding or with semicolons). XLSX: both
+    names in the first REJECTED_LOOK_BYTES of the shared strings or of a sheet's XML (the report writes its header
+    as inline strings in the sheet; Excel saving it again moves them to the shared strings, header first)."""
+    try:
+        if fmt == "xlsx":
+            seen = b""
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    name = info.filename.lower()
+                    if name.endswith("sharedstrings.xml") or name.startswith("xl/worksheets/"):
+                        with z.open(info) as f:
+                            seen += f.read(REJECTED_LOOK_BYTES).lower()
+                        if REJECTED_REASON_COLUMN.encode() in seen and REJECTED_ROW_COLUMN.encode() in seen:
+                            return True
+            return False
+        with open(path, "rb") as f:
+            text = _head_text(f.read(REJECTED_LOOK_BYTES)).lstrip("\ufeff")
+        for delimiter in DELIMITERS:
+            records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+            first = next((r for r in records if any(c.strip() for c in r)), [])
+            if _names_rejected_rows_columns(first):
+                return True
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        csv.Error,
+        RuntimeError,
+    ):
+        return False  # a damaged file is no returned rejected-rows file; reading it as agreed says what is wrong
+    return False
+
+
+def _read_returned_rejected_rows(path: Path, fmt: str, options: ReadOptions, expected: set[str]) -> ReadResult | None:
+    """A rejected-rows file the pipeline wrote for the agency, corrected (or not) and dropped back: read as what
+    it is (CSV or XLSX; encoding, delimiter, sheet and header row detected), not as the agency's agreed layout,
+    which it does not follow (a JSON agency's rows come back as a table, a UTF-16 agency's as UTF-8, a workbook's
+    header from row 4 on row 1). None when the header found does not name the two columns after all."""
+    detect = options.model_copy(
+        update={"format": fmt, "encoding": None, "delimiter": None, "header_row": None, "sheet": None,
+                "records_path": None}
+    )  # fmt: skip
+    result = _read_xlsx(path, detect, expected) if fmt == "xlsx" else _read_csv(path, detect, expected)
+    if not _names_rejected_rows_columns(result.header):
+        return None
+    shown = fmt.upper()
+    result.warnings.insert(
+        0,
+        Bilingual(
+            f"Berkas ini dikenali sebagai berkas baris yang ditolak (rejected_rows, dengan kolom "
+            f"{REJECTED_REASON_COLUMN} dan {REJECTED_ROW_COLUMN}) yang dikirim kembali, dan dibaca sebagai {shown} "
+            "dengan deteksi otomatis, bukan dengan tata letak yang disepakati.",
+            f"This file was recognised as a returned rejected-rows file (rejected_rows, with the columns "
+            f"{REJECTED_REASON_COLUMN} and {REJECTED_ROW_COLUMN}) and read as {shown} by detection, not with the "
+            "agreed layout.",
+        ),
+    )
+    return result
 
 
 # --------------------------------------------------------------------------------------------- shared
@@ -506,13 +592,16 @@ def _drop_unnamed_empty(table: pa.Table, names: list[str], unnamed: set[str]) ->
 def _candidate_encodings(path: Path, head: bytes, options: ReadOptions) -> list[str]:
     bom = _bom_encoding(head)
     if options.encoding:
-        declared = _known_codec(options.encoding) or options.encoding
-        if bom and bom.startswith("utf-16") and not declared.replace("_", "-").startswith("utf-16"):
+        declared = (_known_codec(options.encoding) or options.encoding).replace("_", "-")
+        wide = declared.startswith(("utf-16", "utf-32"))
+        if (bom == "utf-16" and not declared.startswith("utf-16")) or (bom == "utf-8-sig" and wide):
             raise _reject(
                 "encoding_mismatch",
                 f"Berkas ini berenkode {bom} (ada BOM), bukan {options.encoding} seperti yang terdaftar.",
                 f"This file is {bom} (it has a byte-order mark), not {options.encoding} as registered.",
             )
+        if declared == "utf-16" and not bom and (u16 := _utf16_without_bom(head)):
+            return [u16]  # UTF-16 as registered, without the byte-order mark Python's 'utf-16' decoder needs
         return [options.encoding]
     if bom:
         return [bom]
@@ -578,18 +667,26 @@ def _verify(path: Path, encoding: str) -> UnicodeDecodeError | None:
                 raise _binary()
             try:
                 text = dec.decode(chunk)
-            except UnicodeDecodeError as exc:
-                exc.start += offset
-                return exc
+            except UnicodeError as exc:
+                return _decode_error(exc, encoding, offset)
             if utf16 and "\x00" in text:
                 raise _binary()
             offset += len(chunk)
         try:
             dec.decode(b"", final=True)
-        except UnicodeDecodeError as exc:
-            exc.start += offset
-            return exc
+        except UnicodeError as exc:
+            return _decode_error(exc, encoding, offset)
     return None
+
+
+def _decode_error(exc: UnicodeError, encoding: str, offset: int) -> UnicodeDecodeError:
+    """A decoding failure placed in the file (`offset`: where the block decoded began). Python's 'utf-16' and
+    'utf-32' decoders raise a plain UnicodeError, with no position, for a stream that does not start with a
+    byte-order mark (a UTF-8 file where UTF-16 is registered): the file fails at its start."""
+    if isinstance(exc, UnicodeDecodeError):
+        exc.start += offset
+        return exc
+    return UnicodeDecodeError(encoding, b"", offset, offset, str(exc))
 
 
 class _NotUtf8(Exception):
@@ -763,7 +860,7 @@ def _read_csv_as(path: Path, options: ReadOptions, expected: set[str], skip_utf8
         text, complete = _sample_text(path, encoding, SAMPLE_BYTES)
         if not complete and len(text) < 1000:  # enormous first records: look further
             text, complete = _sample_text(path, encoding, 16 * SAMPLE_BYTES)
-    except UnicodeDecodeError:
+    except UnicodeError:  # UnicodeDecodeError, or a 'utf-16' stream without a byte-order mark
         if not verified:
             raise _NotUtf8() from None
         raise _reject(

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import shutil
 import time
+from pathlib import Path
 
 import duckdb
+import openpyxl
 import pytest
 
-from pipelines import demo
+from pipelines import config, demo
 from pipelines.flows import ingest_flow
 from pipelines.keys import create_key_file
 from pipelines.ledger import Ledger
+from pipelines.readers import normalise_header
 from pipelines.settings import Zones
 
 ROWS = 2000
@@ -243,3 +248,94 @@ def test_quarantine_command_lists_held_rows_by_agency_and_rule(demo_run):
         assert b["agency"] in result.output and b["expected_rule"] in result.output
     rows = quarantine_summary(zones, "kbri_kuala_lumpur")
     assert rows and {r["agency"] for r in rows} == {"kbri_kuala_lumpur"}
+
+
+CORRECTIONS = {  # the one field a row fails on -> the officer's correction of that cell
+    "departure_date": lambda v: re.sub(r"\b(29|30|31)\b", "28", v),  # a day its month does not have: the 28th
+    "destination_country": lambda v: "Malaysia",  # a region ('Timur Tengah', 'Eropa') or nothing: the country
+    "nik": lambda v: v + "0" if re.fullmatch(r"[0-9]{15}", v) else v,  # a digit lost in typing it
+}
+
+
+def _failing_fields(zones: Zones, report_folder: Path) -> dict[int, set[str]]:
+    """The fields of each quarantined row's critical issues, by row number, in the file a report is about."""
+    sha8 = report_folder.name.rsplit("_", 1)[1]
+    batch = next(f.batch_id for f in Ledger(zones.ledger_db).files() if f.sha256.startswith(sha8))
+    failing: dict[int, set[str]] = {}
+    for row, field in duckdb.sql(
+        "SELECT source_row, field FROM read_parquet($p) WHERE severity = 'critical'",
+        params={"p": str(zones.staging / batch / "issues.parquet")},
+    ).fetchall():
+        failing.setdefault(row, set()).add(field)
+    return failing
+
+
+def _correct_one_row(header: list[str], rows: list[list[str]], agency: str, failing: dict[int, set[str]]) -> int | None:
+    """The officer's correction of the first row that fails on one field `CORRECTIONS` can put right: its index,
+    or None when there is no such row."""
+    columns = config.agency(agency).columns
+    number = header.index("baris_row")
+    for i, row in enumerate(rows):
+        fields = failing[int(row[number])]
+        field = next(iter(fields))
+        if len(fields) > 1 or field not in CORRECTIONS:
+            continue
+        aliases = {normalise_header(a) for a in columns[field]}
+        column = next(c for c, h in enumerate(header) if normalise_header(h) in aliases)
+        corrected = CORRECTIONS[field](row[column])
+        if corrected != row[column]:
+            row[column] = corrected
+            return i
+    return None
+
+
+def _send_back_corrected(zones: Zones, rejected: Path, agency: str) -> tuple[int, int] | None:
+    """rejected_rows.csv / .xlsx with one row corrected, dropped into the agency's inbox as the officer would
+    (the CSV rewritten as it came, the workbook saved again by a spreadsheet library): (rows, corrected row's
+    number in the file), or None when it has no row to correct."""
+    failing = _failing_fields(zones, rejected.parent)
+    target = zones.inbox / agency / f"kirim_ulang.{rejected.suffix[1:]}"
+    if rejected.suffix == ".csv":
+        with rejected.open(encoding="utf-8-sig", newline="") as fh:
+            header, *rows = list(csv.reader(fh))
+        fixed = _correct_one_row(header, rows, agency, failing)
+        if fixed is None:
+            return None
+        with target.open("w", encoding="utf-8-sig", newline="") as fh:
+            csv.writer(fh).writerows([header, *rows])
+    else:
+        wb = openpyxl.load_workbook(rejected)
+        ws = wb.worksheets[0]
+        header, *rows = [["" if v is None else str(v) for v in r] for r in ws.iter_rows(values_only=True)]
+        fixed = _correct_one_row(header, rows, agency, failing)
+        if fixed is None:
+            return None
+        for c, value in enumerate(rows[fixed], start=1):
+            ws.cell(row=fixed + 2, column=c, value=value)
+        wb.save(target)
+    old = time.time() - 60
+    os.utime(target, (old, old))
+    return len(rows), fixed + 2
+
+
+def test_every_agency_reads_back_its_rejected_rows_xlsx_and_csv_corrected(demo_run):
+    """The report's rows to fix, one corrected, dropped back: read for the agency they were written for, whatever
+    its agreed format (CSV, XLSX, JSON), encoding (UTF-16, Windows-1252), delimiter, sheet or header row."""
+    zones, key, _, _ = demo_run
+    sent: dict[tuple[str, str], tuple[int, int]] = {}
+    for agency in sorted(config.agencies()):
+        for ext in ("xlsx", "csv"):
+            files = sorted((zones.reports / agency).glob(f"*/rejected_rows.{ext}"))
+            outcome = next(filter(None, (_send_back_corrected(zones, f, agency) for f in files)), None)
+            assert outcome, f"no rejected_rows.{ext} of {agency} has a row to correct"
+            sent[(agency, f"kirim_ulang.{ext}")] = outcome
+    ingest_flow(home=str(zones.home), key_file=str(key), stable_seconds=0)
+    received = {(f.agency, f.file_name): f for f in Ledger(zones.ledger_db).files()}
+    for (agency, name), (n_rows, corrected) in sent.items():
+        f = received[(agency, name)]
+        assert f.status in ("processed", "held"), (agency, name, f.reason_en)
+        assert f.rows_read == n_rows, (agency, name)
+        failing = _failing_fields(zones, next((zones.reports / agency).glob(f"*_{f.sha256[:8]}")))
+        assert set(failing) == set(range(2, n_rows + 2)) - {corrected}, (agency, name)
+        facts = json.loads(next((zones.reports / agency).glob(f"*_{f.sha256[:8]}/report.json")).read_text("utf-8"))
+        assert any("returned rejected-rows file" in w["en"] for w in facts["warnings"]), (agency, name)

@@ -9,10 +9,11 @@ from datetime import date, datetime
 from pathlib import Path
 
 import openpyxl
+import pyarrow as pa
 import pytest
 from openpyxl.utils.cell import get_column_letter
 
-from pipelines import json_stream, readers
+from pipelines import json_stream, readers, report
 from pipelines.config import ReadOptions
 from pipelines.problems import ISSUE_SCHEMA, FileRejected
 from pipelines.readers import ReadResult, normalise_header, read_file, sniff_format
@@ -297,6 +298,97 @@ def test_zip_that_is_not_a_workbook_is_rejected(tmp_path):
 def test_configured_format_that_differs_from_the_content_is_rejected(tmp_path):
     p = xlsx(tmp_path, [["NIK"], ["001"]])
     assert rejected(p, ReadOptions(format="csv")).code == "format_mismatch"
+
+
+def test_csv_without_a_bom_where_utf16_is_registered_is_an_encoding_mismatch_not_a_crash(tmp_path):
+    # Python's 'utf-16' decoder raises a bare UnicodeError, not a UnicodeDecodeError, for text without a BOM
+    p = write(tmp_path, "f.csv", "Nama\tNIK\r\nBudi\t3301010101900001\r\n")
+    err = rejected(p, ReadOptions(format="csv", encoding="utf-16", delimiter="\t", header_row=1))
+    assert err.code == "encoding_mismatch"
+    assert "utf-16" in err.message.en
+
+
+def test_csv_with_a_utf8_bom_where_utf16_is_registered_is_an_encoding_mismatch(tmp_path):
+    p = write(tmp_path, "f.csv", "Nama\tNIK\r\nBudi\t3301010101900001\r\n", "utf-8-sig")
+    err = rejected(p, ReadOptions(format="csv", encoding="utf-16", delimiter="\t", header_row=1))
+    assert err.code == "encoding_mismatch"
+    assert "utf-8-sig" in err.message.en
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_csv_in_utf16_without_a_bom_where_utf16_is_registered_is_read(tmp_path, encoding):
+    p = write(tmp_path, "f.csv", "Nama\tKota\r\nSégolène\tCilacap\r\n", encoding)
+    r = read_file(p, ReadOptions(format="csv", encoding="utf-16", delimiter="\t", header_row=1))
+    assert r.encoding == encoding
+    assert rows(r) == [{"Nama": "Ségolène", "Kota": "Cilacap", "_source_row": 2}]
+
+
+def test_utf16_text_without_a_bom_fails_verification_at_its_first_byte(tmp_path):
+    err = readers._verify(write(tmp_path, "f.csv", "Nama,Kota\nAni,Cilacap\n"), "utf-16")
+    assert isinstance(err, UnicodeDecodeError) and err.start == 0
+
+
+# ------------------------------------------------------------------------------------------ returned rejected rows
+
+REJECTED_HEADER = ["No Registrasi", "Nama", "Negara Tujuan", report.REASON_COLUMN, report.ROW_COLUMN]
+REJECTED_ROWS = [
+    ["R-1", "Zoë Contoh", "Atlantis", "Negara tujuan tidak dikenal. / Destination country is unknown.", "7"],
+    ["R-2", "Budi, S.Pd", "Taiwan", "Tanggal tidak ada. / Date does not exist.", "12"],
+]
+AGREED_LAYOUTS = {
+    "json": ReadOptions(format="json", records_path="data"),
+    "xlsx-sheet-header-row-4": ReadOptions(format="xlsx", sheet="Penempatan", header_row=4),
+    "csv-utf16-tab": ReadOptions(format="csv", encoding="utf-16", delimiter="\t", header_row=1),
+    "csv-cp1252-semicolon": ReadOptions(format="csv", encoding="cp1252", delimiter=";", header_row=1),
+    "csv-utf8-comma": ReadOptions(format="csv", encoding="utf-8", delimiter=",", header_row=1),
+}
+
+
+def rejected_rows_file(tmp_path: Path, ext: str, header=REJECTED_HEADER, data=REJECTED_ROWS) -> Path:
+    """A rejected_rows.csv / .xlsx written by the report's own writers."""
+    path = tmp_path / f"rejected_rows.{ext}"
+    columns = [pa.array([r[i] for r in data], pa.string()) for i in range(len(header))]
+    (report._write_csv if ext == "csv" else report._write_xlsx)(path, header, columns)
+    return path
+
+
+def test_rejected_rows_columns_looked_for_are_the_ones_the_report_writes():
+    assert (readers.REJECTED_REASON_COLUMN, readers.REJECTED_ROW_COLUMN) == (report.REASON_COLUMN, report.ROW_COLUMN)
+
+
+@pytest.mark.parametrize("agreed", AGREED_LAYOUTS.values(), ids=AGREED_LAYOUTS.keys())
+@pytest.mark.parametrize("ext", ["csv", "xlsx"])
+def test_returned_rejected_rows_file_is_read_by_its_own_format_whatever_the_agreed_layout(tmp_path, ext, agreed):
+    r = read_file(rejected_rows_file(tmp_path, ext), agreed, expected_headers=["No Registrasi", "Negara Tujuan"])
+    assert (r.format, r.header_row) == (ext, 1)
+    assert r.header == REJECTED_HEADER
+    assert [list(x.values()) for x in rows(r)] == [[*row, n] for row, n in zip(REJECTED_ROWS, [2, 3], strict=True)]
+    assert "returned rejected-rows file" in r.warnings[0].en and "dikirim kembali" in r.warnings[0].id
+
+
+def test_returned_rejected_rows_workbook_saved_again_by_a_spreadsheet_program_is_recognised(tmp_path):
+    # a spreadsheet program keeps the header's text in the shared strings, not in the sheet as the report writes it
+    wb = openpyxl.load_workbook(rejected_rows_file(tmp_path, "xlsx"))
+    wb.active["C2"] = "Malaysia"
+    wb.save(tmp_path / "diperbaiki.xlsx")
+    r = read_file(tmp_path / "diperbaiki.xlsx", AGREED_LAYOUTS["json"])
+    assert (r.format, r.header) == ("xlsx", REJECTED_HEADER)
+    assert rows(r)[0]["Negara Tujuan"] == "Malaysia"
+    assert "returned rejected-rows file" in r.warnings[0].en
+
+
+def test_returned_rejected_rows_csv_saved_again_in_windows1252_with_semicolons_is_recognised(tmp_path):
+    text = "\r\n".join(";".join(row) for row in [REJECTED_HEADER, *REJECTED_ROWS]) + "\r\n"
+    p = write(tmp_path, "diperbaiki.csv", text, "cp1252")
+    r = read_file(p, AGREED_LAYOUTS["csv-utf16-tab"])
+    assert (r.format, r.encoding, r.delimiter, r.header) == ("csv", "cp1252", ";", REJECTED_HEADER)
+    assert rows(r)[0]["Nama"] == "Zoë Contoh"
+    assert "returned rejected-rows file" in r.warnings[0].en
+
+
+def test_file_naming_only_one_of_the_rejected_rows_columns_keeps_the_agreed_format(tmp_path):
+    p = rejected_rows_file(tmp_path, "csv", REJECTED_HEADER[:-1], [r[:-1] for r in REJECTED_ROWS])
+    assert rejected(p, AGREED_LAYOUTS["json"]).code == "format_mismatch"
 
 
 # ------------------------------------------------------------------------------------------ XLSX
