@@ -310,6 +310,7 @@ def _harmonise(
         n AS (
         SELECT *,
             nik IS NOT NULL AND regexp_full_match(nik, '[0-9]{{16}}') AS nik_ok,
+            {_hmac("'passport:' || passport_number")} AS document_key,
             CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN
                 CAST(substr(nik, 7, 2) AS INTEGER) END AS nik_dd,
             CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN
@@ -336,9 +337,9 @@ def _harmonise(
             source_row,
             $batch AS batch_id,
             CAST($received AS TIMESTAMPTZ) AS ingested_at,
-            CASE WHEN nik_ok THEN {_hmac("'nik:' || nik")}
-                 WHEN passport_number IS NOT NULL THEN {_hmac("'passport:' || passport_number")}
-            END AS worker_key,
+            -- the passport's key is the worker's where there is no valid NIK (NULL without a passport either)
+            CASE WHEN nik_ok THEN {_hmac("'nik:' || nik")} ELSE document_key END AS worker_key,
+            document_key,
             nik, full_name, passport_number,
             coalesce(birth_date__parsed, nik_birth) AS birth_date,
             coalesce(sex__code, CASE WHEN sex__raw IS NULL THEN nik_sex END) AS sex,

@@ -193,14 +193,21 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, zones: Zones, batches: Sequence
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise PublishError(f"processed batches without accepted.parquet: {missing[:5]}")
-    cols = ", ".join(f"CAST({f.name} AS {f.sql_type}) AS {f.name}" for f in schema.published_fields())
-    staged = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    footers = [pq.ParquetFile(f).metadata for f in files]
+    staged = sum(m.num_rows for m in footers)
+    # A field the schema gained after a batch was staged is NULL in that batch (until `sdmi replay` stages it
+    # again): the files are read by column name, and a field no file has yet is NULL.
+    present = {name for m in footers for name in m.schema.to_arrow_schema().names}
+    cols = ", ".join(
+        f"CAST({f.name if f.name in present else 'NULL'} AS {f.sql_type}) AS {f.name}"
+        for f in schema.published_fields()
+    )
     if files:
         paths = "[" + ", ".join(_lit(str(f)) for f in files) + "]"
         con.execute(
             f"CREATE TEMP VIEW staged_records AS SELECT {cols}, "
             f"(list_position({paths}, filename)::BIGINT << 40) | file_row_number AS rid "
-            f"FROM read_parquet({paths}, filename = true, file_row_number = true)"
+            f"FROM read_parquet({paths}, filename = true, file_row_number = true, union_by_name = true)"
         )
     else:
         con.register("_empty", schema.arrow_schema(published_only=True).empty_table())
@@ -349,9 +356,11 @@ def _build_records(con: duckdb.DuckDBPyConnection, parquet_dir: Path) -> None:
             SELECT rid, {names}, year(departure_date)::INTEGER AS departure_year,
                    month(departure_date)::INTEGER AS departure_month,
                    CASE WHEN worker_key IS NOT NULL AND destination_country IS NOT NULL
-                        THEN hash(worker_key, destination_country) END AS pair_hash
+                        THEN hash(worker_key, destination_country) END AS pair_hash,
+                   NULL::VARCHAR AS match_key
             FROM staged_records"""
     )
+    _link_passport_only(con)
     # staged_records reads only processed batches; a row whose batch_id disagrees fails batch_rows_reconcile
     con.execute(
         f"""
@@ -370,6 +379,30 @@ def _build_records(con: duckdb.DuckDBPyConnection, parquet_dir: Path) -> None:
         con, f"SELECT {select} FROM {SCRATCH}.records WHERE {{where}}", parquet_dir / "placement_records", cols
     )
     _parquet_view(con, "placement_records", parquet_dir / "placement_records", cols)
+
+
+def _link_passport_only(con: duckdb.DuckDBPyConnection) -> None:
+    """A record keyed by its passport (no valid NIK: a mission's record, often) is matched as the worker whose
+    NIK-keyed records carry the same passport, when they name exactly one such worker: `match_key` and
+    `pair_hash` then follow that worker's key. Without it the same placement was counted once per key.
+
+    Only passport-only records are looked up, and only the records sharing their passport are grouped: most
+    records have a NIK, and the records table is the build's largest."""
+    con.execute(
+        f"""
+        UPDATE {SCRATCH}.records r SET match_key = l.worker_key,
+               pair_hash = CASE WHEN r.destination_country IS NOT NULL
+                                THEN hash(l.worker_key, r.destination_country) END
+        FROM (
+            SELECT document_key, min(worker_key) AS worker_key
+            FROM {SCRATCH}.records
+            WHERE worker_key <> document_key AND document_key IN (
+                SELECT document_key FROM {SCRATCH}.records WHERE worker_key = document_key)
+            GROUP BY document_key HAVING count(DISTINCT worker_key) = 1
+        ) l
+        WHERE r.worker_key = r.document_key AND r.document_key = l.document_key
+        """
+    )
 
 
 def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_window_days: int) -> None:
@@ -394,7 +427,8 @@ def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_w
         f"""
         CREATE TABLE {SCRATCH}.multi AS
         WITH m AS (
-            SELECT r.rid, r.record_key, r.worker_key, r.destination_country, r.departure_date,
+            SELECT r.rid, r.record_key, coalesce(r.match_key, r.worker_key) AS match_key, r.destination_country,
+                   r.departure_date,
                    r.departure_year, r.departure_month, r.source_agency,
                    coalesce(a.priority, {DEFAULT_PRIORITY}) AS priority, {
             ", ".join(f"r.{f}" for f in conflicts if f != "departure_date")
@@ -405,10 +439,10 @@ def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_w
             SELECT *, CASE WHEN departure_date - lag(departure_date) OVER w <= {window} THEN NULL
                            ELSE rid END AS island_start
             FROM m
-            WINDOW w AS (PARTITION BY worker_key, destination_country ORDER BY departure_date, record_key)
+            WINDOW w AS (PARTITION BY match_key, destination_country ORDER BY departure_date, record_key)
         )
         SELECT * EXCLUDE (island_start), last_value(island_start IGNORE NULLS) OVER (
-            PARTITION BY worker_key, destination_country ORDER BY departure_date, record_key
+            PARTITION BY match_key, destination_country ORDER BY departure_date, record_key
             ROWS UNBOUNDED PRECEDING) AS gid
         FROM c
         """

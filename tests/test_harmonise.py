@@ -107,6 +107,17 @@ def test_worker_key_is_hmac_of_the_tagged_nik_or_passport(key_file):
     assert by_passport == hmac.new(key, b"passport:C1234567", hashlib.sha256).hexdigest()
 
 
+def test_document_key_is_the_passports_key_on_every_record_that_has_one(key_file):
+    """A NIK-keyed record carries its passport's key too: what links another agency's passport-only record."""
+    key = key_file.read_bytes().strip()
+    passport_key = hmac.new(key, b"passport:C1234567", hashlib.sha256).hexdigest()
+    with_nik = _row(_run([{**BASE, "passport_number": "C 1234567"}], key_file))
+    assert with_nik["document_key"] == passport_key != with_nik["worker_key"]
+    without_nik = _row(_run([{**BASE, "nik": None, "passport_number": "c1234567"}], key_file))
+    assert without_nik["document_key"] == without_nik["worker_key"] == passport_key
+    assert _row(_run([BASE], key_file))["document_key"] is None
+
+
 def test_record_key_uses_the_agency_record_id_or_a_keyed_fingerprint(key_file):
     with_id = _row(_run([{**BASE, "source_record_id": " REG-1 "}], key_file))
     assert with_id["record_key"] == "test_agency:REG-1"

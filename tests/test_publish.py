@@ -82,6 +82,37 @@ def test_agencies_that_agree_on_a_placement_show_no_conflict_though_each_numbers
     assert query(zones, "SELECT n_sources, conflicting_fields FROM placements") == [(2, [])] * 5
 
 
+def test_a_passport_only_record_is_matched_to_the_same_workers_nik_record_in_another_agency(zones, ledger, codelists):
+    """Its worker_key is the passport's (no valid NIK); the NIK-keyed record of the other agency carries the
+    same passport's key in document_key, which links the two into one placement."""
+    ledger.add("bp2mi", n=6)  # worker_key from the NIK, document_key from the passport
+    ledger.add("kbri_hk", n=6, day_shift=3, overrides={"worker_key": "sha256('passport-' || i::VARCHAR)"})
+    assert run(zones, ledger, codelists).switched
+    assert query(zones, "SELECT count(*), sum(n_sources) FROM placements") == [(6, 12)]
+    assert query(zones, "SELECT count(DISTINCT placement_id) FROM record_placement") == [(6,)]
+
+
+def test_a_passport_shared_by_two_nik_keyed_workers_links_no_passport_only_record(zones, ledger, codelists):
+    """Which worker it would be is unknown: the passport-only record stays a placement of its own."""
+    ledger.add("bp2mi", n=1)
+    ledger.add("disnaker_jatim", n=1, overrides={"worker_key": "sha256('another worker')"})
+    ledger.add("kbri_hk", n=1, day_shift=3, overrides={"worker_key": "sha256('passport-' || i::VARCHAR)"})
+    assert run(zones, ledger, codelists).switched
+    assert query(zones, "SELECT count(*) FROM placements") == [(3,)]
+
+
+def test_batches_staged_before_a_field_was_added_to_the_schema_publish_with_that_field_empty(zones, ledger, codelists):
+    """A data root staged by an earlier version has no document_key; it publishes, and `sdmi replay` fills it."""
+    for batch in (ledger.add("bp2mi", n=4), ledger.add("kbri_hk", n=2, start=100)):
+        accepted = zones.staging / batch.batch_id / "accepted.parquet"
+        pq.write_table(pq.read_table(accepted).drop_columns(["document_key"]), accepted)
+    assert run(zones, ledger, codelists).switched
+    assert query(zones, "SELECT count(*), count(document_key) FROM placement_records") == [(6, 0)]
+    ledger.add("disnaker_jatim", n=3, start=200)  # staged now: a file with the field beside the older ones
+    assert run(zones, ledger, codelists).switched
+    assert query(zones, "SELECT count(*), count(document_key) FROM placement_records") == [(9, 3)]
+
+
 @pytest.mark.parametrize("bad", ["code", "duplicate"])
 def test_failed_audit_leaves_previous_release_current(zones, ledger, codelists, bad):
     ledger.add("bp2mi", n=30)
