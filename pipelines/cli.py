@@ -6,10 +6,14 @@ from __future__ import annotations
 import atexit
 import gc
 import json
+import math
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated
 
@@ -60,15 +64,51 @@ def _fail(message: str, code: int = 3) -> None:
     raise typer.Exit(code)
 
 
+# Commands that read the SDMI_* settings (chunks, workers, memory, ...): checked before the command starts.
+_READ_SETTINGS = frozenset({"run", "demo", "replay", "publish", "serve"})
+
+
+@app.callback()
+def _check_settings(ctx: typer.Context) -> None:
+    # Every SDMI_* setting is read once, here, before any file is claimed: a wrong value stops the command with
+    # exit 3 naming it, instead of a traceback (exit 1) at import or a failure per file after the claim.
+    if ctx.invoked_subcommand in _READ_SETTINGS:
+        from rich.markup import escape
+
+        from pipelines import settings
+
+        try:
+            settings.check_settings()
+        except ConfigError as exc:
+            _fail(escape(str(exc)))
+
+
+def _check_option(name: str, value: float | None, low: float, low_allowed: bool) -> None:
+    """Exit 3 (bad configuration, as a wrong --publish-cron) unless the option's value is above `low` (or
+    equal, `low_allowed`). Typer has already refused what is not a number (its usage error, exit 2)."""
+    if value is None or (math.isfinite(value) and (value > low or (low_allowed and value == low))):
+        return
+    bound_id, bound_en = (
+        (f"{low:g} atau lebih", f"{low:g} or more") if low_allowed else (f"lebih dari {low:g}", f"above {low:g}")
+    )
+    _fail(f"{name} harus {bound_id}, bukan {value:g}. / {name} must be {bound_en}, not {value:g}.")
+
+
 @contextmanager
 def _prefect(warm_up_gx: bool) -> Iterator[None]:
     """Flows run inside. Prefect's temporary server starts in another process while this one imports the
     stages and GX, which the run needs anyway; each would otherwise wait for the other (see
     `pipelines.prefect_api`). Its flow runs send no heartbeats: the server goes with the process."""
+    from rich.markup import escape
+
     from pipelines import prefect_api
 
     server = prefect_api.launch()
     if server is None:
+        try:  # a configured API that does not answer is configuration too: exit 3, before any file is touched
+            prefect_api.check_configured_api()
+        except prefect_api.ApiUnreachable as exc:
+            _fail(escape(str(exc)))
         yield
         return
     from pipelines import flows, publish, validate  # noqa: F401
@@ -85,12 +125,17 @@ def _prefect(warm_up_gx: bool) -> Iterator[None]:
         yield
 
 
-def _run(zones: Zones, key_path: Path | None, publish: bool, stable_seconds: float | None, wait: float) -> dict:
+def _run(
+    zones: Zones, key_path: Path | None, publish: bool, stable_seconds: float | None, wait: float, rekey: bool = False
+) -> dict:
+    _end_soon_after_sigterm(zones)
     with _prefect(warm_up_gx=True):
-        return _run_flow(zones, key_path, publish, stable_seconds, wait)
+        return _run_flow(zones, key_path, publish, stable_seconds, wait, rekey)
 
 
-def _run_flow(zones: Zones, key_path: Path | None, publish: bool, stable_seconds: float | None, wait: float) -> dict:
+def _run_flow(
+    zones: Zones, key_path: Path | None, publish: bool, stable_seconds: float | None, wait: float, rekey: bool = False
+) -> dict:
     from pipelines import flows
     from pipelines import progress as events
 
@@ -100,6 +145,7 @@ def _run_flow(zones: Zones, key_path: Path | None, publish: bool, stable_seconds
         key_file=str(key_path) if key_path else None,
         publish=publish,
         wait_for_lock=wait,
+        rekey=rekey,
     )
     if stable_seconds is not None:
         kwargs["stable_seconds"] = stable_seconds
@@ -164,6 +210,12 @@ def print_summary(zones: Zones, summary: dict) -> None:
         c.print(f"  [red]publish failed: {summary['publish_failed']} — the previous release stays current[/red]")
     if summary.get("not_onboarded"):
         c.print(f"  [yellow]inbox folders of agencies not onboarded: {', '.join(summary['not_onboarded'])}[/yellow]")
+    if summary.get("in_subfolders"):
+        from rich.markup import escape
+
+        from pipelines.inbox import subfolders_warning
+
+        c.print(f"  [yellow]{escape(subfolders_warning(summary['in_subfolders']))}[/yellow]")
     if summary.get("unstable"):
         c.print(f"  files still being written (left for the next pass): {summary['unstable']}")
     c.print(f"  warehouse:      {zones.analyst_db}")
@@ -194,11 +246,13 @@ def run(
     from pipelines.locking import WriterBusy
     from pipelines.status import idle_summary
 
+    _check_option("--stable-seconds", stable_seconds, 0, low_allowed=True)
     zones = _zones(home)
     try:
-        keys.load_secret(keys.resolve_key_path(key_file))  # exit 3 without a sound key, even when idle
+        secret = keys.load_secret(keys.resolve_key_path(key_file))  # exit 3 without a sound key, even when idle
         summary = idle_summary(zones, publish, wait) if zones.home.exists() else None
         if summary is None:
+            keys.check_key(zones.state, secret)  # before Prefect and any claim (the flow checks again)
             summary = _run(zones, key_file, publish, stable_seconds, wait)
     except ConfigError as exc:
         _fail(str(exc))
@@ -252,6 +306,7 @@ def demo_data_cmd(
 def publish(home: Home = None, keep: int = 5, wait: float = 0) -> None:
     """Rebuild and publish the warehouse from every processed batch (write-audit-publish)."""
     zones = _zones(home)
+    _end_soon_after_sigterm(zones)
     with _prefect(warm_up_gx=False):
         from pipelines import flows
 
@@ -357,6 +412,9 @@ def replay(
     agency: Annotated[str | None, typer.Option(help="only this agency's files")] = None,
     sha256: Annotated[str | None, typer.Option(help="only this file (hash prefix)")] = None,
     wait: Annotated[float, typer.Option(help="seconds to wait for another run's lock")] = 30,
+    rekey: Annotated[
+        bool, typer.Option(help="the key was changed on purpose: process every file again under the new key")
+    ] = False,
 ) -> None:
     """Reprocess archived files after a mapping or code-list fix, then publish (exactly once still holds).
 
@@ -367,7 +425,11 @@ def replay(
 
     zones = _zones(home).ensure()
     try:
-        keys.load_secret(keys.resolve_key_path(key_file))  # exit 3 without a sound key, before reopening a file
+        if rekey and (agency or sha256):
+            _fail("--rekey memproses ulang semua berkas / --rekey reprocesses every file: drop --agency and --sha256")
+        secret = keys.load_secret(keys.resolve_key_path(key_file))  # exit 3 without a sound key, before a reopen
+        if not rekey:
+            keys.check_key(zones.state, secret)  # a replaced key: refused before any file is reopened
         with writer_lock(zones, wait):
             ledger = Ledger(zones.ledger_db)
             chosen = [
@@ -378,7 +440,7 @@ def replay(
             for e in chosen:
                 ledger.reopen(e.sha256)
         console.print(f"memproses ulang {len(chosen)} berkas / replaying {len(chosen)} file(s)")
-        summary = _run(zones, key_file, True, None, wait)
+        summary = _run(zones, key_file, True, None, wait, rekey=rekey)
     except ConfigError as exc:
         _fail(str(exc))
     except WriterBusy as exc:
@@ -401,10 +463,20 @@ def serve(
         int | None, typer.Option(help="port of the Prefect server started when PREFECT_API_URL is unset")
     ] = None,
 ) -> None:
-    """Prefect deployments: poll the inbox every --interval, publish on a schedule; Ctrl-C stops."""
-    from pipelines import keys
+    """Prefect deployments: poll the inbox every --interval, publish on a schedule; Ctrl-C stops.
+
+    Exit 3: a bad option or setting, a configured Prefect API that does not answer, a --server-port in use."""
+    from rich.markup import escape
+
+    from pipelines import keys, prefect_api
     from pipelines import serve as serving
 
+    _check_option("--interval", interval, 0, low_allowed=False)
+    _check_option("--publish-interval", publish_interval, 0, low_allowed=False)
+    _check_option("--stable-seconds", stable_seconds, 0, low_allowed=True)
+    if server_port is not None and not 0 <= server_port <= 65535:
+        _fail(f"--server-port harus antara 0 (port bebas mana pun) dan 65535, bukan {server_port}. / "
+              f"--server-port must be between 0 (any free port) and 65535, not {server_port}.")  # fmt: skip
     zones = _zones(home).ensure()
     key_path = keys.resolve_key_path(key_file)
     keys.load_secret(key_path)  # refuse to start without a sound key (exit 3)
@@ -419,16 +491,19 @@ def serve(
         print(f"sdmi: serving {zones.home} (inbox every {interval:g} s, Prefect API {api_url}); "
               "Ctrl-C or SIGTERM stops", flush=True)  # fmt: skip
 
-    serving.serve(
-        zones.home,
-        key_path,
-        interval,
-        publish_cron,
-        publish_interval,
-        stable_seconds,
-        server_port,
-        on_ready=ready,
-    )
+    try:
+        serving.serve(
+            zones.home,
+            key_path,
+            interval,
+            publish_cron,
+            publish_interval,
+            stable_seconds,
+            server_port,
+            on_ready=ready,
+        )
+    except (prefect_api.ApiUnreachable, prefect_api.ServerDidNotStart) as exc:
+        _fail(escape(str(exc)))
     print("sdmi: stopped", flush=True)
 
 
@@ -565,12 +640,107 @@ def schema_generate(check: Annotated[bool, typer.Option(help="only check, exit 1
     raise typer.Exit(1 if (check and drift) else 0)
 
 
+# ------------------------------------------------------------------------------------------ SIGTERM
+# A supervisor (systemd, a container runtime, `kill PID`) stops a command with SIGTERM. Python's default is to die
+# on the spot, exit handlers skipped: the temporary Prefect server lived on (parent 1, ~220 MB). Now SIGTERM
+# unwinds the command as Ctrl-C does (SystemExit: `finally` blocks and exit handlers run, the server is stopped),
+# exit 143 (128 + SIGTERM, as a shell reports a command killed by it).
+#
+# While a flow runs, Prefect's own SIGTERM handler is installed: it unwinds the flow, then waits for the file tasks
+# in its threads to finish before it hands the signal on (to `_exit_on_sigterm`), which took as long as the files
+# in hand did, minutes for a large one. So the signal is also watched from a thread (Python's wakeup fd, written
+# whichever handler is installed): from that moment the command holds the writer lock (the flow lets go of it at
+# once, and another run must not take up files still in this one's hands) and ends after SIGTERM_GRACE_SECONDS
+# at the latest, leaving what a kill leaves (files in flight, taken up by the next run) and its server going
+# with it (`prefect_api.die_with_parent`).
+SIGTERM_GRACE_SECONDS = 5.0
+_exiting = False
+_grace_lock_file: Path | None = None  # set while this process may run flows on a data root
+_grace: threading.Thread | None = None
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM's handler: SystemExit(143), once; a SIGTERM during that unwinding would cut the cleanup short.
+    (`sdmi serve` installs its own while it serves: it stops cleanly, exit 0.)"""
+    global _exiting
+    _start_grace(128 + signum)
+    if _exiting:
+        return
+    _exiting = True
+    raise SystemExit(128 + signum)
+
+
+def _end_soon_after_sigterm(zones: Zones) -> None:
+    """From here on this command runs flows on `zones`: a SIGTERM ends it within SIGTERM_GRACE_SECONDS."""
+    global _grace_lock_file
+    _grace_lock_file = zones.lock_file
+
+
+def _watch_for_sigterm() -> None:
+    """Learn of SIGTERM in a thread of its own, even while the main thread waits for a flow's tasks."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread
+        os.close(read_end)
+        os.close(write_end)
+        return
+    os.register_at_fork(after_in_child=_forget_wakeup_fd)  # a forked child's signals are not this process's
+
+    def watch() -> None:
+        while data := os.read(read_end, 64):
+            if signal.SIGTERM in data:
+                _start_grace(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="sdmi-sigterm-watch", daemon=True).start()
+
+
+def _forget_wakeup_fd() -> None:
+    with suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+
+
+def _start_grace(code: int) -> None:
+    global _grace
+    if _grace is None and _grace_lock_file is not None:
+        _grace = threading.Thread(
+            target=_end_within_grace, args=(_grace_lock_file, code), name="sdmi-sigterm-grace", daemon=True
+        )
+        _grace.start()
+
+
+def _end_within_grace(lock_file: Path, code: int) -> None:
+    """Hold the writer lock from the moment the flow lets go of it until the process is gone (the kernel
+    releases it then), and end the process after SIGTERM_GRACE_SECONDS unless it has ended by itself."""
+    import fcntl
+
+    deadline = time.monotonic() + SIGTERM_GRACE_SECONDS
+    try:
+        held = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        while time.monotonic() < deadline:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break  # held by this process until it is gone; never released here
+            except BlockingIOError:
+                time.sleep(0.01)
+    except OSError:
+        pass  # no data root yet, or no flock on this file system: nothing to hold
+    time.sleep(max(0.0, deadline - time.monotonic()))
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 def main() -> None:
     # Registered first, so it runs last of the exit handlers (after Prefect has sent its last logs and the
     # temporary server has stopped). The interpreter's final garbage-collection passes over what GX, pandas
     # and Prefect leave (~375,000 objects after `sdmi publish`) took 1.2-1.4 s of every command (perf:
     # `gc_collect_main`); frozen, exit takes 0.12-0.16 s. What a command writes is closed explicitly before.
     atexit.register(gc.freeze)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _watch_for_sigterm()
     try:
         app()
     except ConfigError as exc:

@@ -77,7 +77,7 @@ def placement_columns(schema: PlacementSchema | None = None) -> list[Col]:
     keep = [
         f
         for f in schema.published_fields()
-        if f.origin != "lineage" and f.name not in {"quality_flags", "source_record_id"}
+        if f.origin != "lineage" and f.name not in {"quality_flags", "source_record_id", "document_key"}
     ]
     cols = [
         Col(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
-from pipelines import config, inbox, keys, stage
+from pipelines import config, inbox, keys, settings, stage
 from pipelines import progress as events
 from pipelines.ledger import IN_FLIGHT, Ledger
 from pipelines.locking import WriterBusy, writer_lock  # noqa: F401 - WriterBusy is part of this module's API
@@ -29,22 +28,26 @@ from pipelines.problems import ConfigError
 from pipelines.settings import Zones
 from pipelines.status import collect_release, publish_needed, read_inbox
 
-DEFAULT_STABLE_SECONDS = float(os.environ.get("SDMI_STABLE_SECONDS", "5"))
+# SDMI_STABLE_SECONDS (5 by default); a value that is not a number of seconds raises settings.SettingError (a
+# ConfigError) here, at import: the CLI checks every setting before it imports this module (exit 3).
+DEFAULT_STABLE_SECONDS = settings.stable_seconds()
 
 
 def make_task_runner(kind: str | None = None, workers: int | None = None):
-    """Threads locally; a Dask cluster (prefect-dask) when one machine is not enough."""
-    kind = kind or os.environ.get("SDMI_TASK_RUNNER", "threads")
-    workers = workers or int(os.environ.get("SDMI_WORKERS", "0")) or max(2, os.cpu_count() or 2)
+    """Threads locally; a Dask cluster (prefect-dask) when one machine is not enough. SDMI_TASK_RUNNER,
+    SDMI_WORKERS and SDMI_DASK_ADDRESS are read through `pipelines.settings` (a bad value: SettingError)."""
+    kind = kind or settings.task_runner()
+    if kind not in settings.TASK_RUNNERS:
+        raise ConfigError(f"Task runner harus 'threads' atau 'dask', bukan {kind!r}. / "
+                          f"The task runner must be 'threads' or 'dask', not {kind!r}.")  # fmt: skip
+    workers = workers or settings.workers()
     if kind == "dask":
         from prefect_dask import DaskTaskRunner
 
-        address = os.environ.get("SDMI_DASK_ADDRESS")
+        address = settings.dask_address()
         if address:
             return DaskTaskRunner(address=address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1})
-    if kind != "threads":
-        raise ConfigError(f"SDMI_TASK_RUNNER must be 'threads' or 'dask', not {kind!r}")
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=workers)
@@ -77,12 +80,14 @@ def process_file_task(home: str, sha256: str, key_file: str, run_date: str | Non
     entry = ledger.get(sha256)
     if entry is None:
         raise KeyError(f"file {sha256[:12]} is not in the ledger")
+    secret = keys.load_secret(Path(key_file))
+    keys.check_key(zones.state, secret)  # read per file: a key file replaced during a run (or under serve)
     outcome = process_file(
         zones,
         ledger,
         entry,
         config.agency(entry.agency),
-        keys.load_secret(Path(key_file)),
+        secret,
         date.fromisoformat(run_date) if run_date else None,
     )
     return outcome.as_dict()
@@ -106,6 +111,7 @@ class RunSummary:
     release_id: str | None = None
     publish_failed: str | None = None
     not_onboarded: list[str] = field(default_factory=list)
+    in_subfolders: dict[str, int] = field(default_factory=dict)  # "<agency>/<sub-folder>": files never read
     files: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     # CPU seconds per stage (the process's, all threads), for `make bench`'s budget: only when no two files
@@ -126,18 +132,25 @@ class RunSummary:
 
 
 def _claim_inbox(zones: Zones, ledger: Ledger, stable_seconds: float, summary: RunSummary) -> None:
-    waiting, not_onboarded = read_inbox(zones)  # the idle check in `sdmi run` reads the inbox the same way
-    summary.not_onboarded.extend(not_onboarded)
-    for agency, paths in waiting.items():
+    found = read_inbox(zones)  # the idle check in `sdmi run` reads the inbox the same way
+    summary.not_onboarded.extend(found.not_onboarded)
+    summary.in_subfolders.update(found.in_subfolders)
+    for agency, paths in found.waiting.items():
         for path in paths:
-            if not inbox.is_stable(path, stable_seconds):
+            try:
+                stable = inbox.is_stable(path, stable_seconds)
+            except FileNotFoundError:
+                continue  # deleted or renamed by the agency since the inbox was read: nothing to claim
+            if not stable:
                 summary.unstable += 1
                 continue
             outcome = inbox.claim(zones, ledger, agency, path)
+            if outcome.kind == "vanished":
+                continue
             events.emit("claimed", agency=agency, kind=outcome.kind)
             if outcome.kind == "duplicate":
                 summary.duplicates += 1
-                _duplicate_report(zones, agency, path.name, outcome)
+                _duplicate_report(zones, agency, inbox.file_name(path), outcome)
             elif outcome.kind == "unstable":
                 summary.unstable += 1
             else:
@@ -223,12 +236,14 @@ def ingest_flow(
     stable_seconds: float = DEFAULT_STABLE_SECONDS,
     wait_for_lock: float = 0,
     run_date: str | None = None,
+    rekey: bool = False,
 ) -> dict:
-    """One pass over the inbox, then publish. Returns the run summary (counts only)."""
+    """One pass over the inbox, then publish. Returns the run summary (counts only). `rekey`: the key may
+    differ from the one the data root was built with (`sdmi replay --rekey` reopened every file first)."""
     logger = get_run_logger()
     zones = Zones.from_env(home).ensure()
     key_path = keys.resolve_key_path(key_file)
-    keys.load_secret(key_path)  # refuse to start without a sound key
+    keys.check_key(zones.state, keys.load_secret(key_path), rekey=rekey)  # a sound key, and the data root's
     summary = RunSummary()
     if inbox.waiting_files(zones) or Ledger(zones.ledger_db).files(status=IN_FLIGHT):
         from pipelines import validate
@@ -288,7 +303,7 @@ def ingest_flow(
                 windows.append(tuple(outcome["window"]))
             events.emit("file_done", status=outcome["status"], rows=outcome["rows_read"])
         summary.timings["files"] = round(time.perf_counter() - started, 3)
-        if futures or summary.duplicates:
+        if futures or summary.duplicates or report.index_stale(zones.reports):
             report.write_index(zones.reports)
         if publish and (futures or not zones.current.exists() or publish_needed(zones)):
             t0, cpu0 = time.perf_counter(), time.process_time()

@@ -6,6 +6,7 @@ import fnmatch
 import hashlib
 import os
 import re
+import stat
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,20 +17,44 @@ from pipelines.config import AGENCY_CODE
 from pipelines.ledger import IN_FLIGHT, FileEntry, Ledger
 from pipelines.settings import Zones
 
-IGNORED_NAMES = ("*.part", "*.tmp", "*.crdownload", "*.partial", "~$*", ".*")
+# matched without regard to case: partial downloads and uploads, Office lock files, hidden files, and the
+# files Windows Explorer leaves in a folder it has shown (thumbnail caches, folder settings)
+IGNORED_NAMES = (
+    "*.part", "*.tmp", "*.crdownload", "*.partial", "~$*", ".*",
+    "thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini",
+)  # fmt: skip
 CHUNK = 1 << 20
+# A file being removed from the inbox after it was archived is first renamed to `.claiming-<hex>-<name>` in its
+# own folder (hidden, so no agency tool or listing takes it for theirs); one left so by a crash is still the
+# agency's file: `recover` puts it back under its name, and until then `waiting_files` lists it.
+TAKEN_PREFIX = ".claiming-"
+_TAKEN = re.compile(r"^\.claiming-[0-9a-f]{32}-(?P<name>.+)$", re.DOTALL)
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, NTFS via SMB)
 
 
 @dataclass(frozen=True)
 class Claim:
-    kind: str  # new | duplicate | resumed | unstable
+    kind: str  # new | duplicate | resumed | unstable | vanished (deleted or renamed by the agency meanwhile)
     path: Path
     agency: str
     entry: FileEntry | None = None
 
 
 def is_ignored(name: str) -> bool:
-    return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED_NAMES)
+    name = name.lower()
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in IGNORED_NAMES)
+
+
+def file_name(path: Path) -> str:
+    """The name the agency gave the file (a file left under its private `.claiming-` name keeps it)."""
+    taken = _TAKEN.match(path.name)
+    return taken["name"] if taken else path.name
+
+
+def _is_candidate(name: str) -> bool:
+    if _TAKEN.match(name):
+        return not is_ignored(file_name(Path(name)))
+    return not is_ignored(name)
 
 
 def is_stable(path: Path, stable_seconds: float, now: float | None = None) -> bool:
@@ -38,22 +63,68 @@ def is_stable(path: Path, stable_seconds: float, now: float | None = None) -> bo
     return (now or time.time()) - st.st_mtime >= stable_seconds and st.st_size == path.stat().st_size
 
 
-def waiting_files(zones: Zones) -> dict[str, list[Path]]:
-    """Every candidate file per agency folder (onboarded or not: the caller decides what to read)."""
-    found: dict[str, list[Path]] = {}
+def _agency_folders(zones: Zones) -> list[Path]:
     if not zones.inbox.exists():
-        return found
-    for folder in sorted(p for p in zones.inbox.iterdir() if p.is_dir() and not p.is_symlink()):
-        agency = folder.name
-        if not AGENCY_CODE.match(agency):
-            continue
-        files = sorted(
-            (p for p in folder.iterdir() if p.is_file() and not p.is_symlink() and not is_ignored(p.name)),
-            key=lambda p: (p.stat().st_mtime, p.name),
-        )
+        return []
+    return sorted(p for p in zones.inbox.iterdir() if AGENCY_CODE.match(p.name) and p.is_dir() and not p.is_symlink())
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """A folder's entries; none when the folder went away since it was listed (the agency removed it)."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def waiting_files(zones: Zones) -> dict[str, list[Path]]:
+    """Every candidate file per agency folder (onboarded or not: the caller decides what to read), oldest
+    first. Only files directly in the folder: see `files_in_subfolders`. A file deleted while the folder is
+    read is simply not listed."""
+    found: dict[str, list[Path]] = {}
+    for folder in _agency_folders(zones):
+        files = []
+        for entry in _entries(folder):
+            if not _is_candidate(entry.name):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                files.append((st.st_mtime, entry.name, Path(entry.path)))
         if files:
-            found[agency] = files
+            found[folder.name] = [path for _, _, path in sorted(files)]
     return found
+
+
+def files_in_subfolders(zones: Zones) -> dict[str, int]:
+    """Files that no run reads because they lie in a sub-folder of an agency folder ("Kiriman Januari/"):
+    the number of files (at any depth, litter and hidden files not counted) per sub-folder, named
+    `<agency>/<sub-folder>`. A sub-folder may hold anything (old sends, drafts, another agency's files), so
+    its files are reported, never read: the agency moves what is to be sent into `inbox/<agency>/`."""
+    counts: dict[str, int] = {}
+    for folder in _agency_folders(zones):
+        for entry in sorted(_entries(folder), key=lambda e: e.name):
+            if is_ignored(entry.name) or not entry.is_dir(follow_symlinks=False):
+                continue
+            n = 0
+            for root, dirs, names in os.walk(entry.path):  # symbolic links to folders are not followed
+                dirs[:] = [d for d in dirs if not is_ignored(d)]
+                n += sum(1 for name in names if not is_ignored(name) and os.path.isfile(os.path.join(root, name)))
+            if n:
+                counts[f"{folder.name}/{entry.name}"] = n
+    return counts
+
+
+def subfolders_warning(in_subfolders: dict[str, int]) -> str:
+    """One line for `sdmi status` and a run's summary: files in sub-folders of agency folders are not read."""
+    where = ", ".join(f"{folder} ({n})" for folder, n in in_subfolders.items())
+    return (
+        f"Berkas di dalam sub-folder tidak dibaca; pindahkan langsung ke inbox/<instansi>/: {where} / "
+        f"Files in sub-folders are not read; put them directly in inbox/<agency>/: {where}"
+    )
 
 
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,5}$")
@@ -110,34 +181,102 @@ def _move_into_place(tmp: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _private_name(name: str) -> str:
+    """`.claiming-<hex>-<name>`, within the longest name a file system allows (a very long name loses its
+    beginning, not its extension)."""
+    prefix = f"{TAKEN_PREFIX}{uuid.uuid4().hex}-"
+    encoded = os.fsencode(name)
+    room = NAME_MAX - len(os.fsencode(prefix))
+    return prefix + (os.fsdecode(encoded[-room:]) if len(encoded) > room else name)
+
+
+def _put_back(taken: Path) -> bool:
+    """A file under its private name goes back under the agency's name, never over a file that now carries
+    that name (a hard link fails rather than replace). When it cannot, it stays where it is: `waiting_files`
+    lists it, and the next pass claims it under the agency's name."""
+    home = taken.with_name(file_name(taken))
+    try:
+        os.link(taken, home)
+    except FileExistsError:
+        try:
+            if not os.path.samefile(taken, home):  # the same file twice: a put-back stopped half-way
+                return False
+        except FileNotFoundError:
+            return False
+    except OSError:  # no hard links on this file system, or the name is too long: it stays, and is listed
+        return False
+    taken.unlink()
+    return True
+
+
+def _remove_from_inbox(path: Path, copied: os.stat_result) -> None:
+    """Remove from the inbox the very file that was copied, and nothing else.
+
+    The agency may have put another version under the same name since it was copied (an upload tool writes
+    aside and renames over the name). So the name is first taken: renamed to a private name in the same
+    folder, atomically, after which nothing done to the agency's name reaches it. Then it is removed only if
+    it is the file copied (device, inode, size, modification time); any other file (a corrected version, or
+    the same one appended to) is put back under its name for the next pass. A crash in between leaves the
+    file under its private name, which `recover` puts back."""
+    taken = path.with_name(_private_name(file_name(path)))
+    try:
+        os.rename(path, taken)
+    except FileNotFoundError:
+        return  # the agency deleted it meanwhile: it is archived, nothing left to remove
+    try:
+        if _identity(taken.stat()) == _identity(copied):
+            taken.unlink()
+            return
+    except FileNotFoundError:
+        return
+    _put_back(taken)
+
+
+def _gone(path: Path) -> bool:
+    return not os.path.lexists(path)
+
+
 def claim(zones: Zones, ledger: Ledger, agency: str, path: Path) -> Claim:
-    before = path.stat()
-    tmp, digest, opened = _copy_aside(path, zones.raw / agency)
+    name = file_name(path)
+    try:
+        before = path.stat()
+        tmp, digest, opened = _copy_aside(path, zones.raw / agency)
+    except FileNotFoundError:
+        if _gone(path):
+            return Claim("vanished", path, agency)  # deleted or renamed by the agency since it was listed
+        raise
     if not _unchanged(path, before, opened):
         tmp.unlink()
+        if _gone(path):
+            return Claim("vanished", path, agency)
         return Claim("unstable", path, agency)  # replaced or appended while we read it: next pass
-    entry, new = ledger.claim(digest, agency, path.name, before.st_size)
+    entry, new = ledger.claim(digest, agency, name, before.st_size)
     if not new:
-        if entry.status in IN_FLIGHT and entry.file_name == path.name:
+        if entry.status in IN_FLIGHT and entry.file_name == name:
             kind = "resumed"  # the previous run stopped between claim and removal from the inbox
         else:
             tmp.unlink()
-            ledger.record_duplicate(digest, agency, path.name)
-            path.unlink(missing_ok=True)
+            ledger.record_duplicate(digest, agency, name)
+            _remove_from_inbox(path, opened)
             return Claim("duplicate", path, agency, entry)
     else:
         kind = "new"
-    target = raw_path(zones, agency, digest, path.name)
+    target = raw_path(zones, agency, digest, name)
     faults.point("inbox.after_claim")
     _move_into_place(tmp, target)
     ledger.mark_archived(digest, str(target.relative_to(zones.home)))
     faults.point("inbox.after_archive")
-    path.unlink(missing_ok=True)
+    _remove_from_inbox(path, opened)
     return Claim(kind, path, agency, ledger.get(digest))
 
 
 def recover(zones: Zones, ledger: Ledger) -> list[FileEntry]:
-    """After a crash: claims that never reached raw/ are forgotten (the file is still in the inbox)."""
+    """After a crash: claims that never reached raw/ are forgotten (the file is still in the inbox), and a
+    file being removed from the inbox goes back under its name (if it was archived, its next claim resumes)."""
     pending = []
     for entry in ledger.files(status=IN_FLIGHT):
         target = raw_path(zones, entry.agency, entry.sha256, entry.file_name)
@@ -150,4 +289,8 @@ def recover(zones: Zones, ledger: Ledger) -> list[FileEntry]:
     for pattern in ("*/.tmp-*", "*/*/.tmp-*"):  # copies being made (and, before, copies being renamed)
         for tmp in zones.raw.glob(pattern):
             tmp.unlink(missing_ok=True)
+    for folder in _agency_folders(zones):
+        for entry in _entries(folder):
+            if _TAKEN.match(entry.name) and entry.is_file(follow_symlinks=False):
+                _put_back(Path(entry.path))
     return pending

@@ -30,6 +30,13 @@ class WorkerKeySecret:
     def __repr__(self) -> str:
         return f"WorkerKeySecret(source={self.source!r})"
 
+    def key_id(self) -> str:
+        """A fingerprint of the key, safe to store and show: the HMAC of a fixed label, never the key."""
+        import hashlib
+
+        inner = hashlib.sha256(self.inner_pad + b"sdmi key id").digest()
+        return hashlib.sha256(self.outer_pad + inner).hexdigest()[:16]
+
     @classmethod
     def from_key(cls, key: bytes, source: str) -> WorkerKeySecret:
         if len(key) > BLOCK:
@@ -88,3 +95,33 @@ def load_secret(path: Path | None) -> WorkerKeySecret:
     if len(key) < KEY_BYTES:
         raise ConfigError(f"Kunci terlalu pendek / key in {path} is shorter than {KEY_BYTES} bytes")
     return WorkerKeySecret.from_key(key, source=str(path))
+
+
+KEY_ID_FILE = "key_id"  # under state/: the fingerprint of the key the data root's keys were made with
+
+
+def check_key(state: Path, secret: WorkerKeySecret, *, rekey: bool = False) -> None:
+    """Refuse a key other than the one this data root's worker and record keys were made with.
+
+    Every `worker_key` and fingerprint `record_key` is an HMAC under the key: a replaced key file would key
+    the same worker and the same record differently, and a resent file would be counted twice, silently. The
+    first run records the key's fingerprint; `rekey` (`sdmi replay --rekey`, which processes every file
+    again) records the new one."""
+    path = state / KEY_ID_FILE
+    current = secret.key_id()
+    known = path.read_text(encoding="utf-8").strip() if path.is_file() else None
+    if known == current:
+        return
+    if known is not None and not rekey:
+        raise ConfigError(
+            f"Kunci rahasia ini ({current}) bukan kunci yang dipakai untuk data ini ({known}): kunci pekerja dan "
+            "catatan tidak akan cocok dengan yang sudah terbit dan berkas yang dikirim ulang terhitung dua kali. "
+            "Pakai berkas kunci semula; bila kunci sengaja diganti, jalankan `sdmi replay --rekey`. / "
+            f"This secret key ({current}) is not the key this data root was built with ({known}): worker and "
+            "record keys would not match the published ones, and a resent file would be counted twice. Use the "
+            "original key file; if the key was changed on purpose, run `sdmi replay --rekey`."
+        )
+    state.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{KEY_ID_FILE}.tmp")
+    tmp.write_text(current + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -6,27 +6,61 @@ module here (1.5 s), launches the server process and waits for it to answer (3.7
 (uvicorn on Prefect's app factory, UI off, ephemeral services) before Prefect's settings are imported, and
 makes it Prefect's API for the rest of the process; the caller imports the stages and GX meanwhile, then
 calls `ready()` before the first flow. The server stops when the process exits, after Prefect has sent
-its last logs and events. With an API configured (`PREFECT_API_URL`, in the environment or a profile)
-nothing is launched.
+its last logs and events; should the process die without its exit handlers (SIGKILL, the OOM killer), Linux
+stops the server with it (`die_with_parent`). With an API configured (`PREFECT_API_URL`, in the environment
+or a profile) nothing is launched, and `check_configured_api()` makes sure that API answers.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib.util
+import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 
 class ServerDidNotStart(RuntimeError):
-    pass
+    """The Prefect server this process starts did not come up (a port in use, a timeout): exit 3."""
+
+
+class ApiUnreachable(RuntimeError):
+    """The configured Prefect API (PREFECT_API_URL) does not answer: bad configuration, exit 3."""
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` for a server this process starts: Linux sends the child SIGTERM when this process dies,
+    whatever kills it (SIGKILL, the OOM killer), so that no server outlives its command. The exit handlers
+    stop it otherwise; this is for when they do not run. None where `prctl` is not available.
+
+    The signal comes when the *thread* that started the child ends: start servers from the main thread."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:  # in the child, between fork and exec: nothing that imports or takes a lock
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
 
 
 @dataclass
@@ -48,6 +82,7 @@ class TemporaryServer:
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
             env=self.env,
+            preexec_fn=die_with_parent(),
         )  # fmt: skip
         atexit.register(self.stop)  # whatever happens before `ready()`
 
@@ -102,8 +137,6 @@ def launch() -> TemporaryServer | None:
     Unless the environment names an API, the server process starts before Prefect's settings are even
     imported (0.75-0.85 s): it reads the same environment and settings files itself. When the settings then
     name an API (a profile) or forbid a temporary server, it is stopped again and None is returned."""
-    import os
-
     early = None
     if not os.environ.get("PREFECT_API_URL"):
         early = TemporaryServer(
@@ -130,6 +163,32 @@ def launch() -> TemporaryServer | None:
     os.environ["PREFECT_UI_URL"] = ""  # no UI is served: no "View at" link to a page that is not there
     refresh_global_settings_context()
     return server
+
+
+def check_configured_api(api_url: str | None = None) -> None:
+    """Raise ApiUnreachable unless the configured Prefect API (`api_url`, else PREFECT_API_URL from the
+    environment or the profile) answers its health check, asked with Prefect's own client (its key, its TLS
+    settings). Without it a flow fails at its first call with a traceback, and `sdmi serve` only after its
+    banner. Nothing is asked when no API is configured."""
+    from prefect._internal.urls import strip_auth_from_url
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = api_url or PREFECT_API_URL.value()
+    if not url:
+        return
+    with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+    if problem is None:
+        return
+    shown = strip_auth_from_url(str(url))
+    reason = " ".join(f"{type(problem).__name__}: {problem}".split())[:300]
+    raise ApiUnreachable(
+        f"API Prefect yang diatur (PREFECT_API_URL={shown}) tidak dapat dihubungi ({reason}). Jalankan server "
+        "itu, perbaiki PREFECT_API_URL, atau hapus pengaturannya agar sdmi memakai server Prefect sementara. / "
+        f"The configured Prefect API (PREFECT_API_URL={shown}) cannot be reached ({reason}). Start that server, "
+        "correct PREFECT_API_URL, or unset it so that sdmi uses a temporary Prefect server."
+    )
 
 
 def without_heartbeats() -> AbstractContextManager:

@@ -593,8 +593,10 @@ def _candidate_encodings(path: Path, head: bytes, options: ReadOptions) -> list[
     bom = _bom_encoding(head)
     if options.encoding:
         declared = (_known_codec(options.encoding) or options.encoding).replace("_", "-")
-        wide = declared.startswith(("utf-16", "utf-32"))
-        if (bom == "utf-16" and not declared.startswith("utf-16")) or (bom == "utf-8-sig" and wide):
+        # a UTF-8 BOM read as cp1252 would put 'ï»¿' in front of the first header (its column then unmatched)
+        if (bom == "utf-16" and not declared.startswith("utf-16")) or (
+            bom == "utf-8-sig" and not declared.startswith("utf-8")
+        ):
             raise _reject(
                 "encoding_mismatch",
                 f"Berkas ini berenkode {bom} (ada BOM), bukan {options.encoding} seperti yang terdaftar.",

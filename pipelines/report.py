@@ -1021,6 +1021,20 @@ def _index_entry(facts_path: Path) -> dict[str, Any] | None:
     }
 
 
+def index_stale(reports_root: Path) -> bool:
+    """Whether an agency's index misses a report: a run stopped after its files' reports and before the index
+    (a kill, a crash) left it so, and a run with no file to process would otherwise never write it again."""
+    reports_root = Path(reports_root)
+    if not reports_root.is_dir():
+        return False
+    for agency_dir in (p for p in reports_root.iterdir() if p.is_dir()):
+        index = agency_dir / HTML_NAME
+        written = index.stat().st_mtime_ns if index.is_file() else -1
+        if any(r.stat().st_mtime_ns > written for r in agency_dir.glob(f"*/{JSON_NAME}")):
+            return True
+    return False
+
+
 def write_index(reports_root: Path) -> list[Path]:
     """Write reports/<agency>/index.html for every agency: its reports, newest first.
 

@@ -33,11 +33,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from pipelines import flows
+from pipelines import flows, settings
+from pipelines.prefect_api import ServerDidNotStart, check_configured_api, die_with_parent
 from pipelines.settings import Zones
 from pipelines.status import publish_needed
-
-SERVER_START_TIMEOUT = float(os.environ.get("SDMI_PREFECT_SERVER_TIMEOUT", "180"))
 
 
 # ------------------------------------------------------------------------------------------ server
@@ -65,12 +64,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_in_use(port: int) -> bool:
+    """Whether the server could not listen on 127.0.0.1:`port` (bound as uvicorn binds, SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def wait_healthy(api_url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
-    """Poll /health until the server answers; fail early if its process died."""
+    """Poll /health until the server answers; fail early if its process died (ServerDidNotStart)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"prefect server exited with code {process.returncode} before it was healthy")
+            raise ServerDidNotStart(
+                f"Server Prefect untuk `sdmi serve` berhenti (kode {process.returncode}) sebelum siap di "
+                f"{api_url}. / The Prefect server of `sdmi serve` exited (code {process.returncode}) before it "
+                f"was ready at {api_url}."
+            )
         try:
             with urllib.request.urlopen(f"{api_url}/health", timeout=2) as resp:
                 if resp.status == 200:
@@ -78,11 +92,25 @@ def wait_healthy(api_url: str, timeout: float, process: subprocess.Popen | None 
         except OSError:
             pass
         time.sleep(0.25)
-    raise TimeoutError(f"prefect server at {api_url} not healthy after {timeout:.0f} s")
+    raise ServerDidNotStart(
+        f"Server Prefect di {api_url} tidak menjawab dalam {timeout:.0f} detik (SDMI_PREFECT_SERVER_TIMEOUT); "
+        f"atur PREFECT_API_URL ke server Prefect yang berjalan. / The Prefect server at {api_url} did not answer "
+        f"within {timeout:.0f} s (SDMI_PREFECT_SERVER_TIMEOUT); set PREFECT_API_URL to a running Prefect server."
+    )
 
 
-def start_local_server(port: int | None = None, timeout: float = SERVER_START_TIMEOUT) -> LocalServer:
-    """`prefect server start` on loopback, in its own session so a terminal's Ctrl-C reaches us first."""
+def start_local_server(port: int | None = None, timeout: float | None = None) -> LocalServer:
+    """`prefect server start` on loopback, in its own session so a terminal's Ctrl-C reaches us first, and
+    stopped by Linux should this process die without stopping it (`die_with_parent`). ServerDidNotStart
+    when `port` is taken or the server does not answer within `timeout` (SDMI_PREFECT_SERVER_TIMEOUT)."""
+    if timeout is None:
+        timeout = settings.prefect_server_timeout()
+    if port and port_in_use(port):
+        raise ServerDidNotStart(
+            f"Port {port} di 127.0.0.1 sudah dipakai; pilih --server-port lain, atau jangan pakai opsi itu agar "
+            f"port bebas dipilih. / Port {port} on 127.0.0.1 is already in use; choose another --server-port, or "
+            "leave it out for a free port."
+        )
     port = port or free_port()
     prefect_cli = Path(sys.executable).with_name("prefect")
     cmd = [str(prefect_cli)] if prefect_cli.exists() else [sys.executable, "-m", "prefect"]
@@ -94,6 +122,7 @@ def start_local_server(port: int | None = None, timeout: float = SERVER_START_TI
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=die_with_parent(),
     )
     server = LocalServer(process, f"http://127.0.0.1:{port}/api")
     try:
@@ -128,9 +157,11 @@ def _raise_stop(signum: int, frame: Any) -> None:
 
 @contextmanager
 def prefect_api(port: int | None = None):
-    """Yield the API URL to use: $PREFECT_API_URL, or a local server started (and stopped) here."""
+    """Yield the API URL to use: $PREFECT_API_URL (ApiUnreachable unless it answers), or a local server
+    started (and stopped) here."""
     url = os.environ.get("PREFECT_API_URL")
     if url:
+        check_configured_api(url)
         yield url, None
         return
     server = start_local_server(port)
@@ -178,9 +209,8 @@ def serve(
                 paused=False,
                 description="One pass over the inbox (no publish); polled on an interval by `sdmi serve`.",
             )
-            schedule: dict[str, Any] = (
-                {"cron": publish_cron} if publish_cron else {"interval": publish_interval or 3600.0}
-            )
+            every = 3600.0 if publish_interval is None else publish_interval  # 0 is refused by the CLI, not 3600
+            schedule: dict[str, Any] = {"cron": publish_cron} if publish_cron else {"interval": every}
             publish = scheduled_publish_flow.to_deployment(
                 name="publish",
                 parameters={"home": str(zones.home)},

@@ -6,6 +6,8 @@ import contextlib
 import ctypes
 import gc
 import hashlib
+import importlib.util
+import math
 import os
 import re
 import sys
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+
+from pipelines.problems import ConfigError
 
 PROJECT_DIR = Path(os.environ.get("SDMI_PROJECT_DIR", Path(__file__).resolve().parent.parent))
 SCHEMAS_DIR = PROJECT_DIR / "schemas"
@@ -107,11 +111,22 @@ def release_memory(collect: bool = True) -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+class SettingError(ConfigError, ValueError):
+    """An `SDMI_*` environment setting holds a value it cannot take: bad configuration (exit 3). Also a
+    ValueError, as these settings raised before."""
+
+
+def _setting_error(name: str, value: str, expected_id: str, expected_en: str) -> SettingError:
+    return SettingError(f"{name} harus {expected_id}, bukan {value!r}. / {name} must be {expected_en}, not {value!r}.")
+
+
 def publish_memory_limit() -> str:
     """DuckDB's memory limit for building a release; beyond it the build spills to disk instead of growing."""
-    value = os.environ.get("SDMI_PUBLISH_MEMORY", "1GB").strip()
+    value = os.environ.get("SDMI_PUBLISH_MEMORY", "").strip() or "1GB"
     if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value, flags=re.IGNORECASE):
-        raise ValueError(f"SDMI_PUBLISH_MEMORY must be an amount such as 1GB or 512MiB, not {value!r}")
+        raise _setting_error(
+            "SDMI_PUBLISH_MEMORY", value, "jumlah memori seperti 1GB atau 512MiB", "an amount such as 1GB or 512MiB"
+        )
     return value
 
 
@@ -136,10 +151,88 @@ def chunk_bytes() -> int:
 
 
 def _positive_whole_number(name: str, default: int) -> int:
-    value = os.environ.get(name, str(default))
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+    value = os.environ.get(name, "").strip() or str(default)
+    if not _whole_number(value) or int(value) < 1:
+        raise _setting_error(name, value, "bilangan bulat positif", "a positive whole number")
     return int(value)
+
+
+def _whole_number(value: str) -> bool:
+    return value.isascii() and value.isdigit()
+
+
+def _number_of_seconds(name: str, default: float, zero_allowed: bool) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_allowed):
+        if zero_allowed:
+            raise _setting_error(name, value, "jumlah detik, 0 atau lebih", "a number of seconds, 0 or more")
+        raise _setting_error(name, value, "jumlah detik lebih dari 0", "a number of seconds above 0")
+    return seconds
+
+
+def stable_seconds() -> float:
+    """Seconds an inbox file must stay unchanged before it is claimed (SDMI_STABLE_SECONDS, 5 by default;
+    `--stable-seconds` overrides it)."""
+    return _number_of_seconds("SDMI_STABLE_SECONDS", 5.0, zero_allowed=True)
+
+
+def prefect_server_timeout() -> float:
+    """Seconds `sdmi serve` waits for the Prefect server it starts (SDMI_PREFECT_SERVER_TIMEOUT, 180 s)."""
+    return _number_of_seconds("SDMI_PREFECT_SERVER_TIMEOUT", 180.0, zero_allowed=False)
+
+
+TASK_RUNNERS = ("threads", "dask")
+
+
+def task_runner() -> str:
+    """How files are processed side by side (SDMI_TASK_RUNNER): `threads` (default) or `dask` (prefect-dask)."""
+    value = os.environ.get("SDMI_TASK_RUNNER", "").strip() or "threads"
+    if value not in TASK_RUNNERS:
+        raise _setting_error("SDMI_TASK_RUNNER", value, "'threads' atau 'dask'", "'threads' or 'dask'")
+    if value == "dask" and importlib.util.find_spec("prefect_dask") is None:
+        raise SettingError(
+            "SDMI_TASK_RUNNER='dask' memerlukan paket prefect-dask, yang tidak terpasang. / "
+            "SDMI_TASK_RUNNER='dask' needs the prefect-dask package, which is not installed."
+        )
+    return value
+
+
+def workers() -> int:
+    """Files processed at the same time (SDMI_WORKERS; unset or 0: one per core, at least 2)."""
+    value = os.environ.get("SDMI_WORKERS", "").strip() or "0"
+    if not _whole_number(value):
+        raise _setting_error(
+            "SDMI_WORKERS", value, "bilangan bulat (0: satu per inti CPU)", "a whole number (0: one per CPU core)"
+        )
+    return int(value) or max(2, os.cpu_count() or 2)
+
+
+def dask_address() -> str | None:
+    """An existing Dask scheduler (SDMI_DASK_ADDRESS, e.g. tcp://scheduler:8786) instead of a local cluster."""
+    return os.environ.get("SDMI_DASK_ADDRESS", "").strip() or None
+
+
+SETTINGS_CHECKED = (stable_seconds, task_runner, workers, chunk_rows, chunk_bytes, publish_memory_limit,
+                    prefect_server_timeout)  # fmt: skip
+
+
+def check_settings() -> None:
+    """Every `SDMI_*` setting with a value to check, read once before a command touches anything: one
+    SettingError naming each setting that is wrong and what it must be."""
+    problems = []
+    for read in SETTINGS_CHECKED:
+        try:
+            read()
+        except SettingError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SettingError("\n".join(problems))
 
 
 @dataclass(frozen=True)

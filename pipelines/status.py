@@ -11,11 +11,12 @@ from typing import NamedTuple
 
 import duckdb
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipelines import config
 from pipelines import publish as pub
-from pipelines.inbox import waiting_files
+from pipelines.inbox import files_in_subfolders, subfolders_warning, waiting_files
 from pipelines.ledger import FINAL, IN_FLIGHT, Ledger
 from pipelines.locking import writer_lock
 from pipelines.problems import ConfigError
@@ -44,6 +45,7 @@ def collect(zones: Zones) -> dict:
         info["last_runs"] = ledger.runs(3)
     for agency, paths in waiting_files(zones).items():
         info["inbox"][agency] = len(paths)
+    info["in_subfolders"] = files_in_subfolders(zones)  # never read: "waiting in inbox: none" is not the whole story
     info["release"] = collect_release(zones)
     newest = newest_release(zones)
     info["newest_release"] = newest.release_id if newest else None
@@ -58,15 +60,18 @@ def collect(zones: Zones) -> dict:
 class Inbox(NamedTuple):
     waiting: dict[str, list[Path]]  # files waiting in the folders of onboarded agencies, per agency
     not_onboarded: list[str]  # folders holding files but no agency mapping: nothing there is read
+    in_subfolders: dict[str, int]  # "<agency>/<sub-folder>": files in it, at any depth; never read
 
 
 def read_inbox(zones: Zones) -> Inbox:
-    """The inbox as a run sees it: what it will claim, and which agency folders it must leave alone."""
+    """The inbox as a run sees it: what it will claim, which agency folders it must leave alone, and the
+    files in sub-folders of agency folders, which it does not read."""
     known = config.agencies()
     found = waiting_files(zones)
     return Inbox(
         {agency: paths for agency, paths in found.items() if agency in known},
         [agency for agency in found if agency not in known],
+        files_in_subfolders(zones),
     )
 
 
@@ -129,6 +134,10 @@ def idle_summary(zones: Zones, publish: bool, wait_seconds: float = 0) -> dict |
         release = collect_release(zones)
         if publish and (release is None or publish_needed(zones)):
             return None
+        from pipelines import report
+
+        if report.index_stale(zones.reports):  # a run stopped before it wrote the agencies' index pages
+            report.write_index(zones.reports)
     counts = (release or {}).get("counts") or {}
     summary: dict = dict.fromkeys(
         ("received", "duplicates", "processed", "held", "rejected", "errors", "unstable", "rows_read",
@@ -140,6 +149,7 @@ def idle_summary(zones: Zones, publish: bool, wait_seconds: float = 0) -> dict |
         release_id=(release or {}).get("id"),
         publish_failed=None,
         not_onboarded=inbox.not_onboarded,
+        in_subfolders=inbox.in_subfolders,
         files=[],
         timings={"claim": 0.0, "total": 0.0},
         idle=True,
@@ -197,6 +207,8 @@ def render(info: dict, console: Console) -> None:
     console.print(f"rows in quarantine: {info['quarantine']}")
     waiting = ", ".join(f"{a}: {n}" for a, n in info["inbox"].items()) or "none"
     console.print(f"waiting in inbox: {waiting}")
+    if info.get("in_subfolders"):
+        console.print(f"[yellow]{escape(subfolders_warning(info['in_subfolders']))}[/yellow]")
     for s in info["stuck"]:
         console.print(f"[yellow]in progress{' (stuck?)' if s['old'] else ''}: {s['agency']}/{s['file']} "
                       f"{s['status']}, attempts {s['attempts']}[/yellow]")  # fmt: skip

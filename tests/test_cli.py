@@ -333,3 +333,125 @@ def test_replay_while_another_run_holds_the_writer_lock_exits_4_and_reopens_no_f
     assert "Traceback" not in said
     assert said.index("Proses lain sedang berjalan") < said.index("another sdmi run or publish is in progress")
     assert ledger.get("ab" * 32).status == "rejected"
+
+
+# ------------------------------------------------------------------------------------------ configuration
+def _sdmi_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | env  # a temporary server, unless given
+    return subprocess.run([SDMI, *args], env=full, capture_output=True, text=True, timeout=300)
+
+
+def _one_file_inbox(home: Path) -> Path:
+    folder = home / "inbox" / P3MI
+    folder.mkdir(parents=True)
+    header = "Worker ID;National ID;Full Name;Gender;Destination;Departure Date\n"
+    (folder / "satu.csv").write_text(header + "W1;3507014507950011;Nama;Female;Taiwan;2024-03-01\n", encoding="cp1252")
+    return folder
+
+
+def _refused_as_configuration(done: subprocess.CompletedProcess, *named: str) -> str:
+    """Exit 3, no traceback, the message in Indonesian then English, naming what is wrong."""
+    said = _said(done)
+    assert done.returncode == 3, said
+    assert "Traceback" not in said
+    for name in named:
+        assert name in said, said
+    return said
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("SDMI_STABLE_SECONDS", "abc"),
+        ("SDMI_STABLE_SECONDS", "-1"),
+        ("SDMI_WORKERS", "two"),
+        ("SDMI_TASK_RUNNER", "processes"),
+        ("SDMI_CHUNK_ROWS", "0"),
+        ("SDMI_CHUNK_BYTES", "64MB"),
+        ("SDMI_PUBLISH_MEMORY", "lots"),
+        ("SDMI_PREFECT_SERVER_TIMEOUT", "soon"),
+    ],
+)
+def test_run_with_a_setting_it_cannot_take_exits_3_naming_it_before_any_file_is_claimed(
+    tmp_path, key_file, setting, value
+):
+    folder = _one_file_inbox(tmp_path)
+    done = _sdmi_with({setting: value}, "run", "--home", str(tmp_path), "--key-file", str(key_file))
+    said = _refused_as_configuration(done, setting, repr(value))
+    assert said.index(f"{setting} harus") < said.index(f"{setting} must be")
+    assert [p.name for p in folder.iterdir()] == ["satu.csv"]
+    assert not Zones(tmp_path).ledger_db.exists()
+
+
+def test_run_names_every_setting_that_is_wrong_at_once(tmp_path, key_file):
+    done = _sdmi_with(
+        {"SDMI_WORKERS": "two", "SDMI_CHUNK_ROWS": "-5"}, "run", "--home", str(tmp_path), "--key-file", str(key_file)
+    )
+    _refused_as_configuration(done, "SDMI_WORKERS", "SDMI_CHUNK_ROWS")
+
+
+def test_publish_with_a_memory_limit_that_is_not_an_amount_exits_3_naming_it(tmp_path):
+    done = _sdmi_with({"SDMI_PUBLISH_MEMORY": "lots"}, "publish", "--home", str(tmp_path))
+    _refused_as_configuration(done, "SDMI_PUBLISH_MEMORY", "'lots'", "1GB")
+    assert not Zones(tmp_path).releases.exists()
+
+
+def test_run_refuses_negative_stable_seconds_with_exit_3(tmp_path, key_file):
+    folder = _one_file_inbox(tmp_path)
+    done = _sdmi_with({}, "run", "--home", str(tmp_path), "--key-file", str(key_file), "--stable-seconds", "-3")
+    said = _refused_as_configuration(done, "--stable-seconds")
+    assert said.index("harus 0 atau lebih") < said.index("must be 0 or more")
+    assert [p.name for p in folder.iterdir()] == ["satu.csv"]
+
+
+def test_a_bad_setting_does_not_stop_a_command_that_does_not_read_it(tmp_path):
+    done = _sdmi_with({"SDMI_WORKERS": "two"}, "status", "--home", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_run_against_a_prefect_api_that_does_not_answer_exits_3_before_any_file_is_claimed(tmp_path, key_file):
+    from pipelines.serve import free_port
+
+    folder = _one_file_inbox(tmp_path)
+    api = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
+    done = _sdmi_with(
+        {"PREFECT_API_URL": api}, "run", "--home", str(tmp_path), "--key-file", str(key_file), "--stable-seconds", "0"
+    )
+    said = _refused_as_configuration(done, f"PREFECT_API_URL={api}")
+    assert said.index("tidak dapat dihubungi") < said.index("cannot be reached")
+    assert [p.name for p in folder.iterdir()] == ["satu.csv"]
+    assert not Zones(tmp_path).ledger_db.exists()
+
+
+def test_a_replaced_key_file_is_refused_before_any_file_is_claimed_and_a_rekey_replays_under_the_new_one(
+    tmp_path, key_file
+):
+    """Every worker and record key would change under another key: refused (exit 3) until `replay --rekey`."""
+    from pipelines.keys import create_key_file
+
+    home = tmp_path / "home"
+    _one_file_inbox(home)
+    first = _sdmi_with({}, "run", "--home", str(home), "--key-file", str(key_file), "--stable-seconds", "0")
+    assert first.returncode == 0, _said(first)
+    new_key = create_key_file(tmp_path / "new.key")
+    (home / "inbox" / P3MI / "dua.csv").write_text(
+        "Worker ID;National ID;Full Name;Gender;Destination;Departure Date\n"
+        "W2;3507014507950029;Nama;Female;Taiwan;2024-04-01\n",
+        encoding="cp1252",
+    )
+    refused = _sdmi_with({}, "run", "--home", str(home), "--key-file", str(new_key), "--stable-seconds", "0")
+    _refused_as_configuration(refused, "sdmi replay --rekey")
+    assert (home / "inbox" / P3MI / "dua.csv").is_file()  # not claimed
+    rekeyed = _sdmi_with({}, "replay", "--rekey", "--home", str(home), "--key-file", str(new_key))
+    assert rekeyed.returncode == 0, _said(rekeyed)
+    again = _sdmi_with({}, "run", "--home", str(home), "--key-file", str(new_key), "--stable-seconds", "0")
+    assert again.returncode == 0, _said(again)
+    assert not (home / "inbox" / P3MI / "dua.csv").exists()
+    (home / "inbox" / P3MI / "tiga.csv").write_text(
+        "Worker ID;National ID;Full Name;Gender;Destination;Departure Date\n"
+        "W3;3507014507950037;Nama;Female;Taiwan;2024-05-01\n",
+        encoding="cp1252",
+    )
+    old = _sdmi_with({}, "run", "--home", str(home), "--key-file", str(key_file), "--stable-seconds", "0")
+    _refused_as_configuration(old, "sdmi replay --rekey")  # the new key is the data root's now

@@ -5,7 +5,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines import inbox, settings
+import pytest
+
+from pipelines import faults, inbox, settings
 from pipelines.ledger import Ledger
 from pipelines.settings import Zones
 
@@ -155,3 +157,187 @@ def test_recover_removes_a_copy_left_half_made(tmp_path):
     half.write_bytes(b"half a fi")
     assert inbox.recover(zones, ledger) == []
     assert not half.exists()
+
+
+# ------------------------------------------------------------------ a new version under the same name
+
+
+def _at(monkeypatch, where: str, action) -> None:
+    """Run `action` once, the first time the claim reaches the fault point named `where`."""
+    real_point = faults.point
+    done: list[bool] = []
+
+    def point(name: str) -> None:
+        if name == where and not done:
+            done.append(True)
+            action()
+        real_point(name)
+
+    monkeypatch.setattr(faults, "point", point)
+
+
+def _upload(path: Path, content: bytes) -> None:
+    """As an upload tool does: written aside, then renamed over the name."""
+    aside = path.with_name(path.name + ".part")
+    aside.write_bytes(content)
+    os.replace(aside, path)
+
+
+def test_a_version_renamed_over_the_name_after_archiving_stays_for_the_next_pass(tmp_path, monkeypatch):
+    zones, ledger = _zones(tmp_path)
+    path = _drop(zones, "bp2mi_siskop2mi", "a.csv", b"x,y\n1,2\n3,4\n")
+    _at(monkeypatch, "inbox.after_archive", lambda: _upload(path, b"x,y\n1,2\n"))
+    first = inbox.claim(zones, ledger, "bp2mi_siskop2mi", path)
+    assert first.kind == "new" and first.entry.sha256 == hashlib.sha256(b"x,y\n1,2\n3,4\n").hexdigest()
+    assert path.read_bytes() == b"x,y\n1,2\n"  # the corrected version, under its name
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a.csv"]
+    monkeypatch.undo()
+    second = inbox.claim(zones, ledger, "bp2mi_siskop2mi", path)
+    assert second.kind == "new" and second.entry.sha256 == hashlib.sha256(b"x,y\n1,2\n").hexdigest()
+    assert not path.exists()
+    assert [e.file_name for e in ledger.files()] == ["a.csv", "a.csv"]
+
+
+def test_a_version_renamed_over_the_name_of_a_duplicate_stays_for_the_next_pass(tmp_path, monkeypatch):
+    zones, ledger = _zones(tmp_path)
+    inbox.claim(zones, ledger, "bp2mi_siskop2mi", _drop(zones, "bp2mi_siskop2mi", "a.csv", b"same"))
+    again = _drop(zones, "bp2mi_siskop2mi", "a lagi.csv", b"same")
+    _at(monkeypatch, "ledger.commit", lambda: _upload(again, b"corrected"))  # while the duplicate is recorded
+    assert inbox.claim(zones, ledger, "bp2mi_siskop2mi", again).kind == "duplicate"
+    assert again.read_bytes() == b"corrected"
+    monkeypatch.undo()
+    assert inbox.claim(zones, ledger, "bp2mi_siskop2mi", again).kind == "new"
+    assert [r["outcome"] for r in ledger.receipts()] == ["new", "duplicate", "new"]
+
+
+def test_a_file_appended_to_after_it_was_copied_stays_for_the_next_pass(tmp_path, monkeypatch):
+    zones, ledger = _zones(tmp_path)
+    path = _drop(zones, "bp2mi_siskop2mi", "a.csv", b"x,y\n1,2\n")
+
+    def append() -> None:
+        with path.open("ab") as fh:
+            fh.write(b"3,4\n")
+
+    _at(monkeypatch, "inbox.after_archive", append)
+    assert inbox.claim(zones, ledger, "bp2mi_siskop2mi", path).kind == "new"
+    assert path.read_bytes() == b"x,y\n1,2\n3,4\n"  # not the file archived: left for the next pass
+
+
+def _stop_before_removal(monkeypatch) -> type[BaseException]:
+    """The process stops (a kill, a power cut) once the file is under its private name, before it is removed."""
+
+    class Stopped(BaseException):
+        pass
+
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.name.startswith(inbox.TAKEN_PREFIX):
+            raise Stopped
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    return Stopped
+
+
+def test_a_file_left_under_its_private_name_by_a_crash_is_put_back_and_received_once(tmp_path, monkeypatch):
+    zones, ledger = _zones(tmp_path)
+    path = _drop(zones, "bp2mi_siskop2mi", "a.csv", b"abc")
+    stopped = _stop_before_removal(monkeypatch)
+    with pytest.raises(stopped):
+        inbox.claim(zones, ledger, "bp2mi_siskop2mi", path)
+    monkeypatch.undo()
+    assert not path.exists()  # under its private name, still listed under the agency's
+    assert [inbox.file_name(p) for p in inbox.waiting_files(zones)["bp2mi_siskop2mi"]] == ["a.csv"]
+    assert [e.status for e in inbox.recover(zones, ledger)] == ["archived"]
+    assert path.read_bytes() == b"abc" and [p.name for p in path.parent.iterdir()] == ["a.csv"]
+    assert inbox.claim(zones, ledger, "bp2mi_siskop2mi", path).kind == "resumed"
+    assert not any(path.parent.iterdir())
+    assert [r["outcome"] for r in ledger.receipts()] == ["new"]
+
+
+def test_a_left_over_private_file_whose_name_is_taken_again_is_claimed_under_that_name(tmp_path):
+    zones, ledger = _zones(tmp_path)
+    folder = zones.inbox / "bp2mi_siskop2mi"
+    leftover = _drop(zones, "bp2mi_siskop2mi", f"{inbox.TAKEN_PREFIX}{'0' * 32}-a.csv", b"old version", age=120)
+    _drop(zones, "bp2mi_siskop2mi", "a.csv", b"new version")
+    inbox.recover(zones, ledger)
+    assert leftover.read_bytes() == b"old version"  # never put back over the newer file
+    waiting = inbox.waiting_files(zones)["bp2mi_siskop2mi"]
+    assert waiting == [leftover, folder / "a.csv"]  # oldest first
+    claims = [inbox.claim(zones, ledger, "bp2mi_siskop2mi", p) for p in waiting]
+    assert [c.kind for c in claims] == ["new", "new"]
+    assert [e.file_name for e in ledger.files()] == ["a.csv", "a.csv"]
+    assert not any(folder.iterdir())
+
+
+def test_a_file_with_the_longest_name_allowed_leaves_the_inbox_once_archived(tmp_path):
+    zones, ledger = _zones(tmp_path)
+    path = _drop(zones, "bp2mi_siskop2mi", "penempatan " + "x" * 240 + ".csv", b"abc")
+    assert inbox.claim(zones, ledger, "bp2mi_siskop2mi", path).kind == "new"
+    assert not any(path.parent.iterdir())
+
+
+# ------------------------------------------------------------------ files that go away
+
+
+def test_a_file_deleted_before_its_claim_is_skipped(tmp_path):
+    zones, ledger = _zones(tmp_path)
+    path = _drop(zones, "bp2mi_siskop2mi", "a.csv", b"abc")
+    path.unlink()
+    assert inbox.claim(zones, ledger, "bp2mi_siskop2mi", path).kind == "vanished"
+    assert ledger.files() == [] and not [p for p in zones.raw.rglob("*") if p.is_file()]
+
+
+def test_a_file_deleted_while_it_is_copied_is_skipped(tmp_path, monkeypatch):
+    zones, ledger = _zones(tmp_path)
+    path = _drop(zones, "bp2mi_siskop2mi", "a.csv", b"abc")
+    real_copy = inbox._copy_aside
+
+    def deleted_meanwhile(source, folder):
+        copied = real_copy(source, folder)
+        source.unlink()
+        return copied
+
+    monkeypatch.setattr(inbox, "_copy_aside", deleted_meanwhile)
+    assert inbox.claim(zones, ledger, "bp2mi_siskop2mi", path).kind == "vanished"
+    assert ledger.files() == [] and not [p for p in zones.raw.rglob("*") if p.is_file()]
+
+
+def test_a_file_deleted_while_the_inbox_is_listed_is_not_listed(tmp_path, monkeypatch):
+    zones, _ = _zones(tmp_path)
+    gone = _drop(zones, "bp2mi_siskop2mi", "a.csv", b"abc")
+    _drop(zones, "bp2mi_siskop2mi", "b.csv", b"def")
+    real_entries = inbox._entries
+
+    def deleted_meanwhile(folder):
+        entries = real_entries(folder)
+        gone.unlink(missing_ok=True)
+        return entries
+
+    monkeypatch.setattr(inbox, "_entries", deleted_meanwhile)
+    assert [p.name for p in inbox.waiting_files(zones)["bp2mi_siskop2mi"]] == ["b.csv"]
+
+
+# ------------------------------------------------------------------ what is not read
+
+
+def test_windows_explorer_litter_is_never_a_candidate_whatever_its_case(tmp_path):
+    zones, _ = _zones(tmp_path)
+    for name in ("Thumbs.db", "desktop.ini", "ehthumbs.db"):
+        _drop(zones, "bp2mi_siskop2mi", name, b"\x00\x01")
+        _drop(zones, "p3mi_mitra_sejahtera", name.upper(), b"\x00\x01")
+    _drop(zones, "bp2mi_siskop2mi", "ok.csv", b"1")
+    assert {a: [p.name for p in ps] for a, ps in inbox.waiting_files(zones).items()} == {"bp2mi_siskop2mi": ["ok.csv"]}
+
+
+def test_files_in_sub_folders_are_not_candidates_and_are_counted_per_sub_folder(tmp_path):
+    zones, _ = _zones(tmp_path)
+    _drop(zones, "p3mi_mitra_sejahtera", "Kiriman Januari/a.csv", b"1")
+    _drop(zones, "p3mi_mitra_sejahtera", "Kiriman Januari/lama/b.csv", b"2")
+    _drop(zones, "p3mi_mitra_sejahtera", "Kiriman Januari/Thumbs.db", b"litter")
+    _drop(zones, "p3mi_mitra_sejahtera", "kosong/desktop.ini", b"litter only")
+    _drop(zones, "p3mi_mitra_sejahtera", ".sync/c.csv", b"hidden")
+    _drop(zones, "bp2mi_siskop2mi", "ok.csv", b"1")
+    assert list(inbox.waiting_files(zones)) == ["bp2mi_siskop2mi"]
+    assert inbox.files_in_subfolders(zones) == {"p3mi_mitra_sejahtera/Kiriman Januari": 2}

@@ -6,7 +6,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.keys import create_key_file, load_secret, resolve_key_path
+from pipelines.keys import KEY_ID_FILE, check_key, create_key_file, load_secret, resolve_key_path
 from pipelines.problems import ConfigError
 
 NIK = "3507014507950001"
@@ -77,3 +77,29 @@ def test_secret_repr_does_not_show_the_key(key_file: Path):
     secret = load_secret(key_file)
     assert key_file.read_text().strip() not in repr(secret)
     assert "pad" not in repr(secret)
+
+
+def test_the_first_key_used_is_recorded_by_a_fingerprint_not_the_key(key_file: Path, tmp_path: Path):
+    check_key(tmp_path / "state", load_secret(key_file))
+    recorded = (tmp_path / "state" / KEY_ID_FILE).read_text().strip()
+    assert recorded == load_secret(key_file).key_id() and len(recorded) == 16
+    assert recorded not in key_file.read_text()
+    check_key(tmp_path / "state", load_secret(key_file))  # the same key again: accepted
+
+
+def test_a_replaced_key_file_is_refused_naming_both_fingerprints(key_file: Path, tmp_path: Path):
+    """Every worker and record key would change: a resent file would count twice, silently."""
+    check_key(tmp_path / "state", load_secret(key_file))
+    other = load_secret(create_key_file(tmp_path / "other.key"))
+    with pytest.raises(ConfigError, match="sdmi replay --rekey") as refused:
+        check_key(tmp_path / "state", other)
+    assert other.key_id() in str(refused.value) and load_secret(key_file).key_id() in str(refused.value)
+
+
+def test_a_rekey_records_the_new_key(key_file: Path, tmp_path: Path):
+    check_key(tmp_path / "state", load_secret(key_file))
+    other = load_secret(create_key_file(tmp_path / "other.key"))
+    check_key(tmp_path / "state", other, rekey=True)
+    check_key(tmp_path / "state", other)
+    with pytest.raises(ConfigError):
+        check_key(tmp_path / "state", load_secret(key_file))

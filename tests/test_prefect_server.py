@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -260,3 +264,126 @@ def test_a_flow_run_on_the_temporary_server_returns_without_waiting_for_a_heartb
     0.3 s returned ~0.7 s after its last step. The temporary server goes with the process: no heartbeats."""
     waits = sorted(_early_start(tmp_path, FLOW_END)["waits"])
     assert waits[1] < 0.35, waits
+
+
+# ------------------------------------------------------------------------------------------ stopped from outside
+def _children(pid: int) -> list[int]:
+    return [int(c) for f in Path(f"/proc/{pid}/task").glob("*/children") for c in f.read_text().split()]
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie (dead, left for init to reap)."""
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+def _assert_gone(server: int, timeout: float = 10) -> None:
+    """The server process ends within `timeout` (killed here if it does not, so that no test leaves one)."""
+    if not _wait_for(lambda: _gone(server), timeout):
+        os.kill(server, signal.SIGKILL)
+        raise AssertionError(f"server {server} outlived the run")
+
+
+def _wait_for(check, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def _start_run(home: Path, key_file: Path, tmp_path: Path, **env: str) -> tuple[subprocess.Popen, Path, Path]:
+    """`sdmi run` as a supervisor starts it (its own process, output to files); its stdout and stderr files."""
+    full = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_LOGGING_LEVEL": "INFO", **env}
+    full.pop("PREFECT_API_URL", None)
+    out, err = tmp_path / "run.out", tmp_path / "run.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [SDMI, "run", "--home", str(home), "--key-file", str(key_file), "--stable-seconds", "0", "--wait", "600"],
+            env=full, stdout=stdout, stderr=stderr,
+        )  # fmt: skip
+    return proc, out, err
+
+
+@contextmanager
+def _run_waiting_for_the_lock(tmp_path: Path, samples: Path, key_file: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+    """A run with a file to process and its temporary server up, waiting for the writer lock this test took as
+    soon as the server process appeared (the run's idle check had let go of it). Yields the run and its server."""
+    from pipelines.locking import writer_lock
+
+    home = _one_file_home(tmp_path, samples)
+    proc, _, err = _start_run(home, key_file, tmp_path)
+    try:
+        assert _wait_for(lambda: _children(proc.pid), 120), "no temporary server was started"
+        with writer_lock(Zones(home), 30):
+            (server,) = _children(proc.pid)
+            assert _wait_for(lambda: "Beginning flow run" in err.read_text(), 240), err.read_text()[-2000:]
+            time.sleep(2)  # the flow checks the agencies' rules, then waits for the lock
+            assert proc.poll() is None and sorted((home / "inbox" / P3MI).iterdir())  # nothing claimed yet
+            yield proc, server
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="child processes are listed from Linux's /proc")
+def test_sigterm_ends_a_waiting_run_promptly_and_stops_its_temporary_server(tmp_path, samples, key_file):
+    with _run_waiting_for_the_lock(tmp_path, samples, key_file) as (run, server):
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(timeout=15)
+        _assert_gone(server, 0)
+        assert code == 143  # 128 + SIGTERM, as a shell reports it
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="child processes are listed from Linux's /proc")
+def test_a_run_killed_with_sigkill_leaves_no_temporary_server_behind(tmp_path, samples, key_file):
+    with _run_waiting_for_the_lock(tmp_path, samples, key_file) as (run, server):
+        run.kill()
+        run.wait(timeout=15)
+        _assert_gone(server)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="child processes are listed from Linux's /proc")
+def test_sigterm_with_a_file_in_hand_ends_the_run_within_the_grace_holding_the_lock_and_leaves_the_file_in_flight(
+    tmp_path, key_file
+):
+    from pipelines.cli import SIGTERM_GRACE_SECONDS
+    from pipelines.ledger import IN_FLIGHT, Ledger
+    from pipelines.locking import WriterBusy, writer_lock
+
+    home = tmp_path / "home"
+    folder = home / "inbox" / P3MI
+    folder.mkdir(parents=True)
+    header = "Worker ID;National ID;Full Name;Gender;Destination;Departure Date\n"
+    rows = "".join(f"W{i};35070145079500{i % 90 + 10};Nama {i};Female;Taiwan;2024-03-01\n" for i in range(60_000))
+    (folder / "panjang.csv").write_text(header + rows, encoding="cp1252")
+    run, out, _ = _start_run(home, key_file, tmp_path, SDMI_CHUNK_ROWS="100")  # 600 chunks: minutes of work
+    try:
+        assert _wait_for(lambda: "sdmi: rows" in out.read_text(), 240), "no chunk was processed"
+        (server,) = _children(run.pid)
+        run.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        lock_was_free = False
+        while run.poll() is None and time.monotonic() - signalled < 60:
+            try:
+                with writer_lock(Zones(home), 0):
+                    lock_was_free = run.poll() is None
+            except WriterBusy:
+                pass
+            time.sleep(0.2)
+        took = time.monotonic() - signalled
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.wait()
+    _assert_gone(server)
+    assert run.returncode == 143 and took < SIGTERM_GRACE_SECONDS + 3, (run.returncode, took)
+    assert not lock_was_free, "another run could have taken up the file while this one still worked on it"
+    assert [e.file_name for e in Ledger(Zones(home).ledger_db).files(status=IN_FLIGHT)] == ["panjang.csv"]

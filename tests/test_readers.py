@@ -308,9 +308,11 @@ def test_csv_without_a_bom_where_utf16_is_registered_is_an_encoding_mismatch_not
     assert "utf-16" in err.message.en
 
 
-def test_csv_with_a_utf8_bom_where_utf16_is_registered_is_an_encoding_mismatch(tmp_path):
+@pytest.mark.parametrize("registered", ["utf-16", "cp1252", "latin-1"])
+def test_csv_with_a_utf8_bom_where_another_encoding_is_registered_is_an_encoding_mismatch(tmp_path, registered):
+    """Read as cp1252, the BOM would be 'ï»¿' glued to the first header, and that column would go unmatched."""
     p = write(tmp_path, "f.csv", "Nama\tNIK\r\nBudi\t3301010101900001\r\n", "utf-8-sig")
-    err = rejected(p, ReadOptions(format="csv", encoding="utf-16", delimiter="\t", header_row=1))
+    err = rejected(p, ReadOptions(format="csv", encoding=registered, delimiter="\t", header_row=1))
     assert err.code == "encoding_mismatch"
     assert "utf-8-sig" in err.message.en
 

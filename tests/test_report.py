@@ -26,6 +26,7 @@ from pipelines.report import (
     FileReport,
     clean_leftovers,
     compress_rows,
+    index_stale,
     report_dir,
     write_index,
     write_report,
@@ -465,6 +466,21 @@ def test_report_json_holds_the_facts_but_no_row_data(partly_accepted: Path) -> N
 
 
 # ---------------------------------------------------------------------------------------------- agency index
+
+
+def test_an_agency_index_missing_a_report_is_stale_until_written_again(tmp_path: Path) -> None:
+    """A run stopped between a file's report and the index leaves it so; the next run rewrites it."""
+    root = tmp_path / "reports"
+    assert not index_stale(root)
+    write_report(root, make_report(file_name="pertama.csv", sha256="01" * 32), None, None, set(), {})
+    assert index_stale(root)  # a report, no index yet
+    write_index(root)
+    assert not index_stale(root)
+    later = make_report(file_name="kedua.csv", sha256="02" * 32, received_at=datetime(2024, 9, 2, tzinfo=UTC))
+    write_report(root, later, None, None, set(), {})
+    assert index_stale(root)
+    write_index(root)
+    assert not index_stale(root)
 
 
 def test_agency_index_lists_reports_newest_first(tmp_path: Path) -> None:

@@ -204,3 +204,14 @@ def test_an_idle_sdmi_run_names_inbox_folders_of_agencies_not_onboarded(built, h
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert f"inbox folders of agencies not onboarded: {NOT_ONBOARDED}" in " ".join(shown.stdout.split())
     assert any((home.inbox / NOT_ONBOARDED).iterdir())  # left where the agency put it
+
+
+def test_an_idle_sdmi_run_writes_an_agency_index_a_stopped_run_left_out(built, home):
+    """A run killed after a file's report and before the index: the next run, idle, writes the index."""
+    pages = sorted(home.reports.glob("*/index.html"))
+    assert pages
+    pages[0].unlink()
+    done = _sdmi_run(home, built["key"], "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1])["idle"] is True
+    assert pages[0].is_file()

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -79,3 +80,75 @@ def test_serve_processes_dropped_files_publishes_and_stops_cleanly_on_sigterm(tm
     rerun = subprocess.run([SDMI, "run", "--json"], env=env, capture_output=True, text=True, timeout=600)
     summary = json.loads(rerun.stdout.splitlines()[-1])
     assert (summary["received"], summary["processed"], rerun.returncode) == (0, 0, 0)
+
+
+# ------------------------------------------------------------------------------------------ configuration
+def _serve(tmp_path: Path, key_file: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # a server of its own, unless given
+    full.update(SDMI_HOME=str(tmp_path / "home"), SDMI_KEY_FILE=str(key_file), PREFECT_HOME=str(tmp_path / "ph"), **env)
+    return subprocess.run([SDMI, "serve", *args], env=full, capture_output=True, text=True, timeout=300)
+
+
+def _refused_as_configuration(done: subprocess.CompletedProcess, *named: str) -> str:
+    said = " ".join(done.stderr.split())  # the console wraps long lines
+    assert done.returncode == 3, said
+    assert "Traceback" not in said and "sdmi: serving" not in done.stdout
+    for name in named:
+        assert name in said, said
+    return said
+
+
+@pytest.mark.parametrize(
+    "option", [("--interval", "0"), ("--interval", "-5"), ("--publish-interval", "0"), ("--publish-interval", "-1")]
+)
+def test_serve_refuses_a_schedule_that_is_not_above_zero_with_exit_3(tmp_path, key_file, option):
+    said = _refused_as_configuration(_serve(tmp_path, key_file, *option), option[0])
+    assert said.index(f"{option[0]} harus lebih dari 0") < said.index(f"{option[0]} must be above 0")
+
+
+def test_serve_refuses_negative_stable_seconds_with_exit_3(tmp_path, key_file):
+    _refused_as_configuration(_serve(tmp_path, key_file, "--stable-seconds", "-3"), "--stable-seconds")
+
+
+def test_serve_with_a_setting_it_cannot_take_exits_3_naming_it(tmp_path, key_file):
+    done = _serve(tmp_path, key_file, SDMI_WORKERS="two")
+    _refused_as_configuration(done, "SDMI_WORKERS", "'two'")
+
+
+def test_serve_on_a_server_port_in_use_exits_3_naming_the_port(tmp_path, key_file):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        said = _refused_as_configuration(_serve(tmp_path, key_file, "--server-port", str(port)), f"Port {port}")
+    assert said.index("sudah dipakai") < said.index("already in use")
+
+
+def test_serve_against_a_prefect_api_that_does_not_answer_exits_3_before_serving(tmp_path, key_file):
+    from pipelines.serve import free_port
+
+    api = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
+    said = _refused_as_configuration(_serve(tmp_path, key_file, PREFECT_API_URL=api), f"PREFECT_API_URL={api}")
+    assert said.index("tidak dapat dihubungi") < said.index("cannot be reached")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="child processes are listed from Linux's /proc")
+def test_serve_killed_with_sigkill_leaves_no_prefect_server_behind(tmp_path, key_file):
+    env = {**os.environ, "SDMI_HOME": str(tmp_path / "home"), "SDMI_KEY_FILE": str(key_file)}
+    env.update(PREFECT_HOME=str(tmp_path / "ph"))
+    env.pop("PREFECT_API_URL", None)
+    serve = subprocess.Popen([SDMI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert serve.stdout is not None
+        assert serve.stdout.readline().startswith("sdmi: serving"), "sdmi serve did not start"
+        (server,) = [int(c) for f in Path(f"/proc/{serve.pid}/task").glob("*/children") for c in f.read_text().split()]
+    finally:
+        serve.kill()
+        serve.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{server}").exists() and "\nState:\tZ" not in Path(f"/proc/{server}/status").read_text():
+        if time.monotonic() > deadline:
+            os.kill(server, signal.SIGKILL)
+            raise AssertionError(f"the Prefect server {server} outlived `sdmi serve`")
+        time.sleep(0.1)
