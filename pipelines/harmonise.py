@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from pipelines import codelists, settings
+from pipelines import codelists, keys, settings
 from pipelines.config import AgencyConfig
 from pipelines.keys import WorkerKeySecret
 from pipelines.problems import ISSUE_SCHEMA
@@ -310,7 +310,7 @@ def _harmonise(
         n AS (
         SELECT *,
             nik IS NOT NULL AND regexp_full_match(nik, '[0-9]{{16}}') AS nik_ok,
-            {_hmac("'passport:' || passport_number")} AS document_key,
+            {_hmac("'passport:' || passport_number")} AS passport_hmac,
             CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN
                 CAST(substr(nik, 7, 2) AS INTEGER) END AS nik_dd,
             CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN
@@ -338,8 +338,9 @@ def _harmonise(
             $batch AS batch_id,
             CAST($received AS TIMESTAMPTZ) AS ingested_at,
             -- the passport's key is the worker's where there is no valid NIK (NULL without a passport either)
-            CASE WHEN nik_ok THEN {_hmac("'nik:' || nik")} ELSE document_key END AS worker_key,
-            document_key,
+            CASE WHEN nik_ok THEN {_hmac("'nik:' || nik")} ELSE passport_hmac END AS worker_key,
+            -- 60 bits of it, a BIGINT: 8 bytes a record where the hex took 64 through staging and publishing
+            {keys.DOCUMENT_KEY.format(key="passport_hmac")} AS document_key,
             nik, full_name, passport_number,
             coalesce(birth_date__parsed, nik_birth) AS birth_date,
             coalesce(sex__code, CASE WHEN sex__raw IS NULL THEN nik_sex END) AS sex,

@@ -29,7 +29,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import dictionary, faults, settings
+from pipelines import dictionary, faults, keys, settings
 from pipelines.config import AgencyConfig
 from pipelines.schema import load_schema
 from pipelines.settings import Zones, fsync_dir
@@ -388,6 +388,7 @@ def _link_passport_only(con: duckdb.DuckDBPyConnection) -> None:
 
     Only passport-only records are looked up, and only the records sharing their passport are grouped: most
     records have a NIK, and the records table is the build's largest."""
+    own = keys.DOCUMENT_KEY.format(key="worker_key")  # the record's worker_key is its passport's
     con.execute(
         f"""
         UPDATE {SCRATCH}.records r SET match_key = l.worker_key,
@@ -396,11 +397,11 @@ def _link_passport_only(con: duckdb.DuckDBPyConnection) -> None:
         FROM (
             SELECT document_key, min(worker_key) AS worker_key
             FROM {SCRATCH}.records
-            WHERE worker_key <> document_key AND document_key IN (
-                SELECT document_key FROM {SCRATCH}.records WHERE worker_key = document_key)
+            WHERE document_key IS NOT NULL AND document_key <> {own} AND document_key IN (
+                SELECT document_key FROM {SCRATCH}.records WHERE document_key = {own})
             GROUP BY document_key HAVING count(DISTINCT worker_key) = 1
         ) l
-        WHERE r.worker_key = r.document_key AND r.document_key = l.document_key
+        WHERE r.document_key = l.document_key AND r.document_key = {own.replace("worker_key", "r.worker_key")}
         """
     )
 

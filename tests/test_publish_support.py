@@ -113,7 +113,7 @@ def synth_sql(
         "batch_id": f"'{batch_id}'",
         "ingested_at": "TIMESTAMPTZ '2025-01-15 03:00:00+00'",
         "worker_key": "sha256('worker-' || i::VARCHAR)",
-        "document_key": "sha256('passport-' || i::VARCHAR)",
+        "document_key": "CAST('0x' || left(sha256('passport-' || i::VARCHAR), 15) AS BIGINT)",
         "sex": "CASE WHEN i % 7 < 4 THEN 'F' ELSE 'M' END",
         "birth_year": "1980 + i % 20",
         "age_at_departure": "25 + i % 20",

@@ -8,7 +8,7 @@ CREATE TABLE placement_records (
     batch_id             VARCHAR,
     ingested_at          TIMESTAMPTZ,
     worker_key           VARCHAR,
-    document_key         VARCHAR,
+    document_key         BIGINT,
     sex                  VARCHAR,
     birth_year           BIGINT,
     age_at_departure     BIGINT,
@@ -37,7 +37,7 @@ COMMENT ON COLUMN placement_records.source_row IS 'Nomor baris di berkas sumber,
 COMMENT ON COLUMN placement_records.batch_id IS 'Identitas batch (satu per berkas). / Batch id (one per file).';
 COMMENT ON COLUMN placement_records.ingested_at IS 'Waktu berkas diterima (UTC). / When the file was received (UTC).';
 COMMENT ON COLUMN placement_records.worker_key IS 'Kunci pekerja pseudonim: HMAC-SHA256 dari NIK (atau paspor) dengan kunci rahasia. / Pseudonymous worker key: HMAC-SHA256 of the NIK (or passport) under a secret key.';
-COMMENT ON COLUMN placement_records.document_key IS 'Kunci paspor pseudonim: HMAC-SHA256 dari nomor paspor (bila ada) dengan kunci rahasia; menautkan catatan tanpa NIK ke catatan NIK pekerja yang sama. / Pseudonymous passport key: HMAC-SHA256 of the passport number (where given) under the secret key; links a record without a NIK to the same worker''s records keyed by NIK.';
+COMMENT ON COLUMN placement_records.document_key IS 'Kunci paspor pseudonim: 60 bit pertama HMAC-SHA256 nomor paspor (bila ada) dengan kunci rahasia, sebagai bilangan; menautkan catatan tanpa NIK ke catatan NIK pekerja yang sama. / Pseudonymous passport key: the first 60 bits of the HMAC-SHA256 of the passport number (where given) under the secret key, as a number; links a record without a NIK to the same worker''s records keyed by NIK.';
 COMMENT ON COLUMN placement_records.sex IS 'Jenis kelamin (F perempuan, M laki-laki). / Sex (F female, M male).';
 COMMENT ON COLUMN placement_records.birth_year IS 'Tahun lahir. / Year of birth.';
 COMMENT ON COLUMN placement_records.age_at_departure IS 'Usia pada tanggal keberangkatan (tahun). / Age on the departure date (years).';
