@@ -92,11 +92,14 @@ def mask_identifier_values(issues: pa.Table, harmonised: pa.Table, schema: Place
     def norm(sql: str) -> str:
         return f"regexp_replace(lower({sql}), '[^\\p{{L}}\\p{{N}}]+', '', 'g')"
 
+    cleaned = {"nik", "passport_number"}  # harmonise keeps only their digits and letters: no regex needed
     texts = []
     for name in present:
         column = f'h."{name}"'
         if pa.types.is_date(harmonised.schema.field(name).type):
             texts += [f"strftime({column}, '%d%m%Y')", f"strftime({column}, '%Y%m%d')"]
+        elif name in cleaned:
+            texts.append(f"lower({column})")
         else:
             texts.append(norm(f"CAST({column} AS VARCHAR)"))
     hits = " OR ".join(f"(length({t}) >= 4 AND contains(v.nv, {t}))" for t in texts)
