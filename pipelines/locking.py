@@ -33,5 +33,23 @@ def writer_lock(zones: Zones, wait_seconds: float = 0) -> Iterator[None]:
         ) from None
     try:
         yield
-    finally:
-        lock.release()
+    except BaseException as exc:
+        if _ends_the_process(exc):
+            # A SIGTERM (Prefect raises its TerminationSignal in the flow), Ctrl-C or an exit unwinds the flow
+            # while its file tasks may still run in other threads: released now, the lock would let another
+            # run take up those files. It stays held until the process is gone (the kernel lets go then).
+            _held_to_exit.append(lock)
+        else:
+            lock.release()
+        raise
+    lock.release()
+
+
+_held_to_exit: list[FileLock] = []
+
+
+def _ends_the_process(exc: BaseException) -> bool:
+    """SystemExit, KeyboardInterrupt or one of Prefect's external signals (by name: no Prefect import here)."""
+    return isinstance(exc, SystemExit | KeyboardInterrupt) or any(
+        c.__name__ == "ExternalSignal" for c in type(exc).__mro__
+    )
