@@ -7,15 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from agency_factory import process_dropped
 from typer.testing import CliRunner
 
-from pipelines import config, demo, inbox, onboarding
+from pipelines import config, demo, onboarding
 from pipelines.cli import app
-from pipelines.keys import load_secret
-from pipelines.ledger import Ledger
 from pipelines.problems import ConfigError
-from pipelines.process import process_file
-from pipelines.settings import Zones
 
 P3MI = "p3mi_mitra_sejahtera"
 SISKOP = "bp2mi_siskop2mi"
@@ -101,15 +98,9 @@ def _with_sheet_renamed(source: Path, target: Path) -> None:
 
 def _run_one(tmp_path: Path, key_file: Path, agency: str, path: Path) -> tuple[dict, object]:
     """The file through `process_file`, as `sdmi run` takes it from the inbox: its report's facts and ledger row."""
-    zones = Zones(tmp_path / "home").ensure()
-    ledger = Ledger(zones.ledger_db)
-    arrived = zones.inbox / agency / path.name
-    arrived.parent.mkdir(parents=True)
-    arrived.write_bytes(path.read_bytes())
-    claim = inbox.claim(zones, ledger, agency, arrived)
-    process_file(zones, ledger, claim.entry, config.agency(agency), load_secret(key_file))
+    zones, entry, _ = process_dropped(tmp_path / "home", key_file, agency, path.name, path.read_bytes())
     (facts,) = (zones.reports / agency).glob("*/report.json")
-    return json.loads(facts.read_text(encoding="utf-8")), ledger.get(claim.entry.sha256)
+    return json.loads(facts.read_text(encoding="utf-8")), entry
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ import io
 
 import duckdb
 import pyarrow.parquet as pq
+from agency_factory import process_dropped
 
-from pipelines import config, inbox, mapping, process, settings
+from pipelines import config, mapping, process, settings
 from pipelines.keys import load_secret
 from pipelines.ledger import Ledger
 from pipelines.process import process_file, read_and_map
@@ -31,14 +32,7 @@ def _good(i: int) -> list[str]:
 
 
 def _process(tmp_path, key_file, agency: str, name: str, content: bytes):
-    zones = Zones(tmp_path / "home").ensure()
-    ledger = Ledger(zones.ledger_db)
-    path = zones.inbox / agency / name
-    path.parent.mkdir(parents=True)
-    path.write_bytes(content)
-    claim = inbox.claim(zones, ledger, agency, path)
-    outcome = process_file(zones, ledger, claim.entry, config.agency(agency), load_secret(key_file))
-    return zones, ledger.get(claim.entry.sha256), outcome
+    return process_dropped(tmp_path / "home", key_file, agency, name, content)
 
 
 def test_file_with_too_many_failing_rows_is_held_with_a_reason(tmp_path, key_file):

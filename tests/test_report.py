@@ -15,6 +15,7 @@ from pathlib import Path
 import openpyxl
 import pyarrow as pa
 import pytest
+from agency_factory import process_dropped
 
 from pipelines.problems import ISSUE_SCHEMA, Bilingual
 from pipelines.report import (
@@ -739,19 +740,7 @@ def test_a_spreadsheet_or_csv_files_problems_are_given_by_row_as_excel_shows_the
 
 def _through_the_pipeline(tmp_path: Path, key_file: Path, agency: str, name: str, content: bytes) -> Path:
     """The file dropped for `agency`, processed as a run processes it; its report folder."""
-    from pipelines import config, inbox
-    from pipelines.keys import load_secret
-    from pipelines.ledger import Ledger
-    from pipelines.process import process_file
-    from pipelines.settings import Zones
-
-    zones = Zones(tmp_path / "home").ensure()
-    ledger = Ledger(zones.ledger_db)
-    path = zones.inbox / agency / name
-    path.parent.mkdir(parents=True)
-    path.write_bytes(content)
-    claim = inbox.claim(zones, ledger, agency, path)
-    process_file(zones, ledger, claim.entry, config.agency(agency), load_secret(key_file))
+    zones, _, _ = process_dropped(tmp_path / "home", key_file, agency, name, content)
     (html,) = (zones.reports / agency).glob(f"*/{HTML_NAME}")
     return html.parent
 
