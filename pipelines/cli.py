@@ -209,7 +209,11 @@ def print_summary(zones: Zones, summary: dict) -> None:
     if summary.get("publish_failed"):
         c.print(f"  [red]publish failed: {summary['publish_failed']} — the previous release stays current[/red]")
     if summary.get("not_onboarded"):
-        c.print(f"  [yellow]inbox folders of agencies not onboarded: {', '.join(summary['not_onboarded'])}[/yellow]")
+        from rich.markup import escape
+
+        from pipelines.inbox import not_onboarded_warning
+
+        c.print(f"  [yellow]{escape(not_onboarded_warning(summary['not_onboarded']))}[/yellow]")
     if summary.get("in_subfolders"):
         from rich.markup import escape
 
@@ -265,6 +269,18 @@ def run(
     raise typer.Exit(summary["exit_code"])
 
 
+def _check_demo_rows(rows: int) -> None:
+    """The generator needs room for every error kind in every agency's file; say so as a usage error."""
+    from pipelines.demo import MIN_ROWS
+
+    if rows < MIN_ROWS:
+        raise typer.BadParameter(
+            f"paling sedikit {MIN_ROWS} baris / at least {MIN_ROWS} rows, so that every agency's file "
+            "shows every kind of error",
+            param_hint="'--rows'",
+        )
+
+
 @app.command()
 def demo(
     home: Home = None,
@@ -274,6 +290,7 @@ def demo(
     """Write the synthetic demo inbox and run the pipeline on it end to end (creates a demo key)."""
     from pipelines import demo as demo_data
 
+    _check_demo_rows(rows)
     zones = _zones(home).ensure()
     key = _demo_key(zones, None)
     demo_data.generate(zones.inbox, seed=seed, rows=rows)
@@ -288,13 +305,14 @@ def demo(
 @app.command("demo-data")
 def demo_data_cmd(
     directory: Annotated[Path, typer.Argument(help="folder to write agency sub-folders into (an inbox)")],
-    rows: int = 6000,
+    rows: Annotated[int, typer.Option(help="synthetic rows over all files")] = 6000,
     seed: int = 2024,
     truth: Annotated[Path | None, typer.Option(help="also write the generator's ground truth JSON here")] = None,
 ) -> None:
     """Write synthetic agency files (deterministic for a seed)."""
     from pipelines import demo as demo_data
 
+    _check_demo_rows(rows)
     result = demo_data.generate(directory, seed=seed, rows=rows)
     if truth:
         result.to_json(truth)

@@ -1190,13 +1190,16 @@ def _write_kbri(w: _Writer, name: str, v: _View) -> None:
 
 
 # ----------------------------------------------------------------------------------------- entry point
+MIN_ROWS = 1000  # below this some agency's file would miss an error kind the demo shows
+
+
 def generate(directory: Path, seed: int = 2024, rows: int = 6000) -> DemoTruth:
     """Write the five agencies' files under directory/<agency>/ and return what was written.
 
     `rows` is the number of data rows over all files, overlaps and re-sent records included.
     """
-    if rows < 1000:
-        raise ValueError("rows must be at least 1000 so that every agency gets a file with every error kind")
+    if rows < MIN_ROWS:
+        raise ValueError(f"rows must be at least {MIN_ROWS} so that every agency gets a file with every error kind")
     directory = Path(directory)
     rng = np.random.default_rng(seed)
     n_overlap = round(rows * OVERLAP_SHARE)

@@ -219,6 +219,7 @@ def publish_flow(home: str | None = None, keep: int = 5) -> dict:
             rows_accepted=e.rows_accepted or 0,
             rows_quarantined=e.rows_quarantined or 0,
             rows_warned=e.rows_warned or 0,
+            attempts=e.attempts,
         )
         for e in ledger.files(status=("processed", "held", "rejected"))
     ]

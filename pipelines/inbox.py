@@ -127,6 +127,15 @@ def subfolders_warning(in_subfolders: dict[str, int]) -> str:
     )
 
 
+def not_onboarded_warning(folders: list[str]) -> str:
+    """One line for `sdmi status` and a run's summary: folders of agencies without a mapping are left alone."""
+    where = ", ".join(folders)
+    return (
+        f"Folder instansi yang belum terdaftar (onboarding) tidak dibaca: {where} / "
+        f"Folders of agencies not onboarded are not read: {where}"
+    )
+
+
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,5}$")
 
 

@@ -168,15 +168,14 @@ def _q(value: object) -> str:
 def draft(code: str, path: Path, agencies_dir: Path | None = None) -> Draft:
     """Match the file's headers against known aliases and write a commented YAML for a person to finish.
 
-    Only the file's layout and header are read, so a CSV template with just the column names will do (the
-    XLSX reader still rejects a sheet without a data row); a file the readers cannot take (empty, not a table)
-    raises FileRejected."""
+    Only the file's layout and header are read, so a template with just the column names will do; a file the
+    readers cannot take (empty, not a table) raises FileRejected."""
     if not config.AGENCY_CODE.match(code):
         raise ValueError("agency code must be lower-case letters, digits and _ (2-41 chars)")
     schema = load_schema()
     aliases = known_aliases(schema, agencies_dir)
     expected = {readers.normalise_header(a) for names in aliases.values() for a in names}
-    read = readers.open_file(path, ReadOptions(), expected)  # the layout and header only: no data row is needed
+    read = readers.open_file(path, ReadOptions(), expected, header_only=True)  # no data row is needed
     headers = {readers.normalise_header(h): h for h in read.header if h != mapping.ROW}
     matched: dict[str, str] = {}
     used: set[str] = set()

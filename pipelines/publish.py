@@ -73,6 +73,7 @@ class BatchRef:
     rows_accepted: int
     rows_quarantined: int
     rows_warned: int
+    attempts: int = 0  # times the file was processed: a replay restages it under the same id, hash and status
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def _release_id(batches: Sequence[BatchRef], agencies: Mapping[str, AgencyConfig
     """Sortable (UTC time to the millisecond) plus a short hash of what went in."""
     content = json.dumps(
         {
-            "batches": sorted((b.batch_id, b.sha256, b.seq, b.status) for b in batches),
+            "batches": sorted((b.batch_id, b.sha256, b.seq, b.status, b.attempts) for b in batches),
             "agencies": sorted((a.agency, a.priority) for a in agencies.values()),
             "schema": load_schema().schema_version,
             "params": params,

@@ -367,8 +367,13 @@ def read_file(path: Path, options: ReadOptions, expected_headers: Iterable[str] 
     return open_file(path, options, expected_headers).collect()
 
 
-def open_file(path: Path, options: ReadOptions, expected_headers: Iterable[str] = ()) -> ReadResult:
-    """The file's layout, checked now, and its rows to stream: CSV rows are read only as `chunks()` asks."""
+def open_file(
+    path: Path, options: ReadOptions, expected_headers: Iterable[str] = (), *, header_only: bool = False
+) -> ReadResult:
+    """The file's layout, checked now, and its rows to stream: CSV rows are read only as `chunks()` asks.
+
+    `header_only` (drafting a mapping from a template): an XLSX sheet with a header and no data row is read
+    instead of rejected; a CSV's rows are only checked when streamed anyway."""
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
@@ -395,7 +400,7 @@ def open_file(path: Path, options: ReadOptions, expected_headers: Iterable[str] 
     if options.format == "csv":
         fmt = "csv"
     if fmt == "xlsx":
-        return _read_xlsx(path, options, expected)
+        return _read_xlsx(path, options, expected, header_only)
     if fmt == "json":
         return _read_json(path, options)
     return _read_csv(path, options, expected)
@@ -494,13 +499,14 @@ def _finish(
     options: ReadOptions,
     warnings: list[Bilingual],
     footers: bool = True,
+    require_rows: bool = True,
 ) -> tuple[pa.Table, pa.Table]:
     """Drop fully blank rows and trailing footer rows (with warnings); reject when no data row is left."""
     table, n_blank = _drop_blank_rows(table, {i["source_row"] for i in issues})
     _blank_warning(n_blank, warnings)
     if footers:
         table, issues = _drop_footers(table, issues, options, warnings)
-    if table.num_rows == 0:
+    if table.num_rows == 0 and require_rows:
         raise _no_data_rows()
     return table, _issue_table(issues)
 
@@ -1540,14 +1546,14 @@ def _sheet_cells(path: Path, name: str, scan: _SheetScan) -> Cells:
     return _openpyxl_cells(path, name) if scan.sparse else _calamine_cells(path, name, scan)
 
 
-def _read_xlsx(path: Path, options: ReadOptions, expected: set[str]) -> ReadResult:
+def _read_xlsx(path: Path, options: ReadOptions, expected: set[str], header_only: bool = False) -> ReadResult:
     _check_zip(path, options)
     from defusedxml import DefusedXmlException
 
     try:
         with zipfile.ZipFile(path) as z:
             name, scan, cells = _pick_sheet(path, z, options, expected)
-            return _read_workbook(name, scan, cells, options, expected)
+            return _read_workbook(name, scan, cells, options, expected, header_only)
     except FileRejected:
         raise
     except (KeyboardInterrupt, SystemExit):
@@ -1710,7 +1716,7 @@ def _data_sheet(looks: list[_SheetLook]) -> _SheetLook:
 
 
 def _read_workbook(
-    name: str, scan: _SheetScan, rows_iter: Cells, options: ReadOptions, expected: set[str]
+    name: str, scan: _SheetScan, rows_iter: Cells, options: ReadOptions, expected: set[str], header_only: bool = False
 ) -> ReadResult:
     merges = sorted(m for m in scan.merges if (m[2] - m[0] + 1) * (m[3] - m[1] + 1) > 1)
     warnings: list[Bilingual] = []
@@ -1864,7 +1870,7 @@ def _read_workbook(
                 "Text.",
             )
         )
-    table, issue_table = _finish(table, [], options, warnings)
+    table, issue_table = _finish(table, [], options, warnings, require_rows=not header_only)
     return ReadResult(
         table=table,
         header=names,

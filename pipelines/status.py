@@ -16,7 +16,7 @@ from rich.table import Table
 
 from pipelines import config
 from pipelines import publish as pub
-from pipelines.inbox import files_in_subfolders, subfolders_warning, waiting_files
+from pipelines.inbox import files_in_subfolders, not_onboarded_warning, subfolders_warning, waiting_files
 from pipelines.ledger import FINAL, IN_FLIGHT, Ledger
 from pipelines.locking import writer_lock
 from pipelines.problems import ConfigError
@@ -43,7 +43,13 @@ def collect(zones: Zones) -> dict:
             )  # fmt: skip
         info["quarantine"] = sum(e.rows_quarantined or 0 for e in ledger.files(status=("processed", "held")))
         info["last_runs"] = ledger.runs(3)
-    for agency, paths in waiting_files(zones).items():
+    try:
+        inbox = read_inbox(zones)
+        info["not_onboarded"] = {a: len(inbox.not_onboarded_files[a]) for a in inbox.not_onboarded}
+        waiting = inbox.waiting
+    except ConfigError:  # an agency's YAML does not load: which folders are onboarded is unknown here
+        waiting, info["not_onboarded"] = waiting_files(zones), {}
+    for agency, paths in waiting.items():
         info["inbox"][agency] = len(paths)
     info["in_subfolders"] = files_in_subfolders(zones)  # never read: "waiting in inbox: none" is not the whole story
     info["release"] = collect_release(zones)
@@ -61,6 +67,7 @@ class Inbox(NamedTuple):
     waiting: dict[str, list[Path]]  # files waiting in the folders of onboarded agencies, per agency
     not_onboarded: list[str]  # folders holding files but no agency mapping: nothing there is read
     in_subfolders: dict[str, int]  # "<agency>/<sub-folder>": files in it, at any depth; never read
+    not_onboarded_files: dict[str, list[Path]]  # the files in those folders
 
 
 def read_inbox(zones: Zones) -> Inbox:
@@ -72,6 +79,7 @@ def read_inbox(zones: Zones) -> Inbox:
         {agency: paths for agency, paths in found.items() if agency in known},
         [agency for agency in found if agency not in known],
         files_in_subfolders(zones),
+        {agency: paths for agency, paths in found.items() if agency not in known},
     )
 
 
@@ -92,12 +100,12 @@ def publish_needed(zones: Zones) -> bool:
 
     The newest release, not the current one: after `sdmi rollback` the current release is an older one on
     purpose, and it stays current until something changes what a release would hold (a new file finished, a
-    file's status changed, an agency's priority, the schema version; a run that processed files, a replay
-    too, publishes anyway) or `sdmi publish` rebuilds on request. Whether the newest release holds what a
-    publish would build now is read from its id: `publish._release_id` ends with a hash of the batches (id,
-    file hash, order, status), the agencies' priorities, the schema version and the publish parameters. The
-    parameters are those the newest release recorded: `publish_flow` passes none, so they change only with
-    the code. A missing or half-switched current release is published again, as before.
+    file processed again (a replay, under `sdmi serve` too), an agency's priority, the schema version; a run
+    that processed files publishes anyway) or `sdmi publish` rebuilds on request. Whether the newest release
+    holds what a publish would build now is read from its id: `publish._release_id` ends with a hash of the
+    batches (id, file hash, order, status, attempts), the agencies' priorities, the schema version and the
+    publish parameters. The parameters are those the newest release recorded: `publish_flow` passes none, so
+    they change only with the code. A missing or half-switched current release is published again, as before.
     """
     if not zones.ledger_db.exists():
         return False
@@ -110,7 +118,8 @@ def publish_needed(zones: Zones) -> bool:
     if newest is None:
         return True  # `current` is not one of the releases: make a proper one
     manifest = json.loads((newest.path / "manifest.json").read_text(encoding="utf-8"))
-    # `_release_id` reads a batch's id, file hash, order and status: a ledger entry has the same four fields.
+    # `_release_id` reads a batch's id, file hash, order, status and attempts (a replay that leaves the status as
+    # it was still restaged the batch): a ledger entry has the same five fields.
     # An id is "<time built>-<hash of the inputs>"; the time is not compared.
     would_build = pub._release_id(finished, config.agencies(), manifest.get("parameters") or {})
     return would_build.rsplit("-", 1)[1] != newest.release_id.rsplit("-", 1)[1]
@@ -207,6 +216,9 @@ def render(info: dict, console: Console) -> None:
     console.print(f"rows in quarantine: {info['quarantine']}")
     waiting = ", ".join(f"{a}: {n}" for a, n in info["inbox"].items()) or "none"
     console.print(f"waiting in inbox: {waiting}")
+    if info.get("not_onboarded"):
+        folders = [f"{agency} ({n})" for agency, n in info["not_onboarded"].items()]
+        console.print(f"[yellow]{escape(not_onboarded_warning(folders))}[/yellow]")
     if info.get("in_subfolders"):
         console.print(f"[yellow]{escape(subfolders_warning(info['in_subfolders']))}[/yellow]")
     for s in info["stuck"]:

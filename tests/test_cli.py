@@ -153,6 +153,30 @@ def test_status_counts_files_waiting_in_the_inbox(tmp_path):
     assert info["inbox"] == {P3MI: 2}
 
 
+@pytest.mark.parametrize("command", ["demo-data", "demo"])
+def test_demo_with_too_few_rows_is_a_usage_error_naming_the_least_and_writes_nothing(command, tmp_path):
+    args = [command, str(tmp_path / "inbox")] if command == "demo-data" else [command, "--home", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--rows", "999"])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "at least 1000 rows" in said and "paling sedikit 1000 baris" in said
+    assert not (tmp_path / "inbox").exists()
+
+
+def test_status_names_folders_of_agencies_not_onboarded_apart_from_files_waiting(tmp_path):
+    inbox = Zones(tmp_path).ensure().inbox
+    for agency, names in ((P3MI, ["a.csv"]), ("dinas_belum_terdaftar", ["x.csv", "y.csv"])):
+        (inbox / agency).mkdir()
+        for name in names:
+            (inbox / agency / name).write_text("x\n", encoding="utf-8")
+    info = json.loads(CliRunner().invoke(app, ["status", "--home", str(tmp_path), "--json"]).output)
+    assert info["inbox"] == {P3MI: 1}
+    assert info["not_onboarded"] == {"dinas_belum_terdaftar": 2}
+    said = " ".join(CliRunner().invoke(app, ["status", "--home", str(tmp_path)]).output.split())
+    assert f"waiting in inbox: {P3MI}: 1" in said
+    assert "Folders of agencies not onboarded are not read: dinas_belum_terdaftar (2)" in said
+
+
 def test_status_of_an_empty_home_says_no_release_yet(tmp_path):
     result = CliRunner().invoke(app, ["status", "--home", str(tmp_path)])
     assert result.exit_code == 0

@@ -193,6 +193,22 @@ def test_agency_new_drafts_a_mapping_from_a_header_only_template(samples, tmp_pa
     assert config.load_agency_file(path).columns["nik"] == [drafted.matched["nik"]]
 
 
+def test_agency_new_drafts_a_mapping_from_a_header_only_xlsx_template(samples, tmp_path):
+    import openpyxl
+
+    from pipelines import mapping, readers
+
+    sample = _file(samples, JATIM)
+    header = [h for h in readers.open_file(sample, readers.ReadOptions()).header if h != mapping.ROW]
+    template = tmp_path / "template.xlsx"
+    workbook = openpyxl.Workbook()
+    workbook.active.append(header)
+    workbook.save(template)
+    drafted = onboarding.draft("agensi_baru", template)
+    assert drafted.matched == onboarding.draft("agensi_baru", sample).matched
+    assert drafted.matched  # the header was read, not an empty draft
+
+
 def test_agency_new_stdout_prints_a_draft_from_a_header_only_template(samples, tmp_path):
     template = tmp_path / "template.csv"
     template.write_bytes(_file(samples, P3MI).read_bytes().splitlines(keepends=True)[0])

@@ -23,6 +23,7 @@ from rich.console import Console
 from pipelines import demo, settings, status
 from pipelines.flows import ingest_flow, publish_flow
 from pipelines.keys import create_key_file
+from pipelines.ledger import Ledger
 from pipelines.publish import current_release, list_releases, rollback
 from pipelines.serve import scheduled_publish_flow
 from pipelines.settings import Zones
@@ -160,6 +161,20 @@ def test_a_changed_agency_priority_after_a_rollback_needs_a_publish(built, rolle
     assert status.publish_needed(rolled_back)
 
 
+def test_a_file_replayed_by_an_ingest_without_publish_is_released_by_the_scheduled_publish(built, home):
+    """As under `sdmi serve`: the replayed file ends as it was (processed), but its batch was staged again."""
+    ledger = Ledger(home.ledger_db)
+    entry = next(e for e in ledger.files(status=("processed",)) if e.agency == SECOND)
+    ledger.reopen(entry.sha256)
+    ingest_flow(home=str(home.home), key_file=str(built["key"]), publish=False, stable_seconds=0)
+    assert ledger.get(entry.sha256).status == "processed"
+    assert status.publish_needed(home)
+    result = scheduled_publish_flow(home=str(home.home))
+    assert result["release_id"] not in (built["a"], built["b"])
+    assert current_release(home) == result["release_id"]
+    assert not status.publish_needed(home)
+
+
 def test_a_missing_current_release_is_published_again_although_a_release_holds_the_ledger(built, home):
     assert not status.publish_needed(home)
     home.current.unlink()
@@ -202,7 +217,9 @@ def test_an_idle_sdmi_run_names_inbox_folders_of_agencies_not_onboarded(built, h
     assert summary["not_onboarded"] == [NOT_ONBOARDED]
     shown = _sdmi_run(home, built["key"])
     assert shown.returncode == 0, shown.stderr[-3000:]
-    assert f"inbox folders of agencies not onboarded: {NOT_ONBOARDED}" in " ".join(shown.stdout.split())
+    said = " ".join(shown.stdout.split())
+    assert f"Folders of agencies not onboarded are not read: {NOT_ONBOARDED}" in said
+    assert f"Folder instansi yang belum terdaftar (onboarding) tidak dibaca: {NOT_ONBOARDED}" in said
     assert any((home.inbox / NOT_ONBOARDED).iterdir())  # left where the agency put it
 
 
