@@ -15,7 +15,10 @@
 # # Penempatan PMI: gambaran umum / Placements overview
 #
 # Reads the current release read-only (`SDMI_WAREHOUSE`, default `data/warehouse/sdmi.duckdb`).
-# Placements are counted once even when several agencies reported them (`placements` table).
+# Placements are counted once even when several agencies reported them (`placements` table). Workers are
+# counted by `placements.worker_key`, the key each placement was matched on: a mission's record with only a
+# passport, matched to the one worker known by NIK with that passport, counts as that worker, not as another
+# (`placement_records.worker_key` keeps each record's own key, its NIK's or its passport's).
 
 # %%
 import os

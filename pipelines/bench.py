@@ -193,29 +193,42 @@ def measure(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None 
         )
 
 
+class RunFailed(RuntimeError):
+    """A measured child that did not do its work: the bench stops, it never reports the failure as a figure."""
+
+
 def _last_json(text: str) -> dict:
-    """The last line of a child's stdout that is a JSON object (progress lines come before it)."""
+    """The last line of a child's stdout that is a JSON object, whole: never an object inside another line, as in
+    the progress line `sdmi: files {"total": 6}` that a crashed `sdmi run` leaves last."""
     for line in reversed(text.strip().splitlines()):
         line = line.strip()
         if line.startswith("{"):
             try:
-                return json.loads(line)
+                found = json.loads(line)
             except json.JSONDecodeError:
                 continue
-    # `sdmi publish` pretty-prints its JSON over several lines
-    start = text.find("{")
-    if start >= 0:
-        try:
-            return json.loads(text[start:])
-        except json.JSONDecodeError:
-            pass
+            if isinstance(found, dict):
+                return found
     return {}
 
 
-def _check(m: Measured, what: str, ok: tuple[int, ...] = (0,)) -> None:
-    if m.returncode not in ok:
+def _json_document(text: str) -> dict:
+    """The JSON object `sdmi publish` pretty-prints over several lines: from the first line that opens it."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("{"):
+            try:
+                found = json.loads("\n".join(lines[i:]))
+            except json.JSONDecodeError:
+                return {}
+            return found if isinstance(found, dict) else {}
+    return {}
+
+
+def _check(m: Measured, what: str) -> None:
+    if m.returncode != 0:
         tail = (m.stderr or m.stdout)[-3000:]
-        raise RuntimeError(f"{what} failed with exit code {m.returncode}:\n{tail}")
+        raise RunFailed(f"{what} failed with exit code {m.returncode}:\n{tail}")
 
 
 def _median(values: list[float]) -> float:
@@ -373,8 +386,9 @@ def hostile_inputs(national: Path, agency: str, folder: Path) -> dict[str, Path]
     return out
 
 
-def run_hostile(files: dict[str, Path], agency: str, out: Path, env: dict[str, str]) -> dict:
-    """`sdmi run` on each hostile file alone, on a fresh data root: wall time and the tree's peak RSS."""
+def run_hostile(files: dict[str, Path], agency: str, out: Path, env: dict[str, str], rows: dict[str, int]) -> dict:
+    """`sdmi run` on each hostile file alone (`rows`: each file's), on a fresh data root: wall time and the tree's
+    peak RSS."""
     result = {}
     for name, path in files.items():
         home = out / "homes" / f"hostile-{name}"
@@ -384,7 +398,7 @@ def run_hostile(files: dict[str, Path], agency: str, out: Path, env: dict[str, s
             os.link(path, home / "inbox" / agency / path.name)
         except OSError:
             shutil.copy2(path, home / "inbox" / agency / path.name)
-        run = run_pipeline(home, env)
+        run = run_pipeline(home, env, rows=rows[name])
         shutil.rmtree(home, ignore_errors=True)
         result[name] = {
             "bytes": path.stat().st_size,
@@ -429,7 +443,7 @@ def run_small(files: list[Path], agency: str, out: Path, env: dict[str, str]) ->
     (home / "inbox" / agency).mkdir(parents=True)
     for path in files:
         shutil.copy2(path, home / "inbox" / agency / path.name)
-    run = run_pipeline(home, env, {"SDMI_WORKERS": "1"})
+    run = run_pipeline(home, env, {"SDMI_WORKERS": "1"}, rows=len(files) * SMALL_ROWS)
     shutil.rmtree(home, ignore_errors=True)
     per_file = {k: round(v / len(files), 4) for k, v in run["stages"].items() if k not in ("publish", "total")}
     return {
@@ -482,17 +496,17 @@ def run_pipeline(
     extra_env: dict[str, str] | None = None,
     publish: bool = True,
     prefix: list[str] | None = None,
+    *,
+    rows: int,
 ) -> dict:
-    """`sdmi run` on `home`; `prefix` runs it under another command (py-spy for `--profile`)."""
+    """`sdmi run` on `home`, which must read `rows` rows; `prefix` runs it under another command (py-spy for
+    `--profile`)."""
     run_env = {**env, "SDMI_HOME": str(home), "SDMI_STABLE_SECONDS": "0", **(extra_env or {})}
     cmd = [*(prefix or []), *sdmi_command(), "run", "--json", "--stable-seconds", "0"]
     if not publish:
         cmd.append("--no-publish")
     m = measure(cmd, env=run_env)
-    _check(m, "sdmi run", ok=(0, 1))  # 1: a file was held or rejected, which the demo data may do
-    summary = _last_json(m.stdout)
-    if not summary:
-        raise RuntimeError(f"sdmi run printed no JSON summary:\n{m.stdout[-2000:]}\n{m.stderr[-2000:]}")
+    summary = run_summary(m, rows, wrapped=bool(prefix))
     timings = summary.get("timings") or {}
     total = float(timings.get("total") or 0)
     out = _result(m, int(summary.get("rows_read") or 0), total)
@@ -511,9 +525,31 @@ def run_pipeline(
         release_id=summary.get("release_id"),
         cpu_stages=summary.get("cpu_seconds"),  # only when the files ran one at a time
     )
-    if summary.get("errors") or summary.get("publish_failed"):
-        raise RuntimeError(f"sdmi run reported errors: {json.dumps(summary)[:2000]}")
     return out
+
+
+def run_summary(m: Measured, rows: int, wrapped: bool = False) -> dict:
+    """The summary of an `sdmi run` that did its work, else RunFailed. Exit 1 is no proof: an agency must act
+    (a file held or rejected, which the demo data may do), but also any uncaught traceback. So the summary must
+    be there and say the process's exit code (0 or 1; under py-spy, `wrapped`, the process's is py-spy's 0),
+    account for every file received, and count the rows the bench gave it."""
+    summary = _last_json(m.stdout)
+    code = summary.get("exit_code")
+    problems = []
+    if not summary:
+        problems.append(f"exit code {m.returncode} and no JSON summary")
+    elif code not in (0, 1) or m.returncode != (0 if wrapped else code):
+        problems.append(f"exit code {m.returncode}, the summary's {code!r}")
+    if summary.get("errors") or summary.get("publish_failed"):
+        problems.append(f"{summary.get('errors')} file error(s), publish failed: {summary.get('publish_failed')}")
+    done = sum(summary.get(k) or 0 for k in ("processed", "held", "rejected"))
+    if summary and done != summary.get("received"):
+        problems.append(f"{summary.get('received')} file(s) received, {done} processed, held or rejected")
+    if summary and summary.get("rows_read") != rows:
+        problems.append(f"{summary.get('rows_read')} rows read, {rows} expected")
+    if problems:
+        raise RunFailed(f"sdmi run failed: {'; '.join(problems)}\n{m.stdout[-1500:]}\n{m.stderr[-2500:]}")
+    return summary
 
 
 def _stage_order(name: str) -> int:
@@ -527,7 +563,7 @@ def run_republish(home: Path, env: dict[str, str]) -> dict:
     run_env = {**env, "SDMI_HOME": str(home)}
     m = measure([*sdmi_command(), "publish"], env=run_env)
     _check(m, "sdmi publish")
-    result = _last_json(m.stdout)
+    result = _json_document(m.stdout)
     work = float(result.get("seconds") or 0)  # publish() itself: from reading the batches to the switch
     return {
         "wall_s": round(m.wall_s, 3),
@@ -541,7 +577,7 @@ def run_republish(home: Path, env: dict[str, str]) -> dict:
 
 
 def run_empty(home: Path, env: dict[str, str]) -> dict:
-    r = run_pipeline(home, env)
+    r = run_pipeline(home, env, rows=0)
     return {k: r[k] for k in ("wall_s", "work_s", "startup_s", "cpu_s", "peak_rss_bytes", "files")}
 
 
@@ -777,15 +813,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_profile(inbox: Path, agencies: list[str], out: Path, rows: int, env: dict[str, str], rate: int) -> dict:
-    """One `sdmi run` under py-spy, summed by stage and function (`pipelines.profiling`)."""
+def run_profile(
+    inbox: Path, agencies: list[str], out: Path, rows: int, env: dict[str, str], rate: int, measured_rows: int
+) -> dict:
+    """One `sdmi run` under py-spy (`measured_rows` read), summed by stage and function (`pipelines.profiling`)."""
     from pipelines import profiling
 
     home = out / "homes" / "profile"
     shutil.rmtree(home, ignore_errors=True)
     make_inbox(inbox, home, agencies)
     flame = out / f"profile-{rows}.txt"
-    run = run_pipeline(home, env, {"SDMI_WORKERS": "1"}, prefix=profiling.record_command(flame, rate))
+    run = run_pipeline(
+        home, env, {"SDMI_WORKERS": "1"}, prefix=profiling.record_command(flame, rate), rows=measured_rows
+    )
     shutil.rmtree(home, ignore_errors=True)
     summary = profiling.summarise(flame.read_text(encoding="utf-8"), rate)
     return {**summary, "file": str(flame), "work_s": run["work_s"], "wall_s": run["wall_s"]}
@@ -841,7 +881,7 @@ def main(argv: list[str] | None = None) -> dict:
     warm_home = out / "homes" / "warmup"
     make_inbox(inbox, warm_home, [])
     print("bench: warming up Prefect (empty inbox) ...", flush=True)
-    result["prefect_warmup_wall_s"] = run_pipeline(warm_home, env, publish=False)["wall_s"]
+    result["prefect_warmup_wall_s"] = run_pipeline(warm_home, env, publish=False, rows=0)["wall_s"]
     shutil.rmtree(warm_home, ignore_errors=True)
 
     floors, bounds, peers, pipes, cpus = [], [], [], [], []
@@ -872,7 +912,7 @@ def main(argv: list[str] | None = None) -> dict:
             if last_home and last_home != home and not args.keep_homes:
                 shutil.rmtree(last_home, ignore_errors=True)
             make_inbox(inbox, home, agencies)
-            pipes.append(run_pipeline(home, env, {"SDMI_KEY_FILE": str(key_file)}))
+            pipes.append(run_pipeline(home, env, {"SDMI_KEY_FILE": str(key_file)}, rows=measured_rows))
             last_home = home
             print(
                 f"bench: [{i + 1}/{args.repeat}] pipeline {_rate(pipes[-1]['rows_per_s'])} "
@@ -883,7 +923,9 @@ def main(argv: list[str] | None = None) -> dict:
         if "cpu" not in args.skip:  # the same run with one file at a time: CPU seconds by stage
             home = out / "homes" / f"cpu-{i}"
             make_inbox(inbox, home, agencies)
-            cpus.append(run_pipeline(home, env, {"SDMI_KEY_FILE": str(key_file), "SDMI_WORKERS": "1"}))
+            cpus.append(
+                run_pipeline(home, env, {"SDMI_KEY_FILE": str(key_file), "SDMI_WORKERS": "1"}, rows=measured_rows)
+            )
             shutil.rmtree(home, ignore_errors=True)
             print(f"bench: [{i + 1}/{args.repeat}] CPU budget {cpus[-1]['cpu_stages']}", flush=True)
             checkpoint()
@@ -917,7 +959,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.profile:
         try:
-            result["profile"] = run_profile(inbox, agencies, out, args.rows, env, args.profile_rate)
+            result["profile"] = run_profile(inbox, agencies, out, args.rows, env, args.profile_rate, measured_rows)
             print(f"bench: profile written to {result['profile']['file']}", flush=True)
         except (OSError, RuntimeError) as exc:  # reported, not fatal: the other figures still stand
             result.setdefault("failures", []).append(f"profile: {str(exc)[-1500:]}")
@@ -945,7 +987,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     if "hostile" not in args.skip:
         hostile = hostile_inputs(files[0], agencies[0], inputs / "hostile")
-        result["hostile"] = run_hostile(hostile, agencies[0], out, env)
+        national = meta["rows_by_file"][f"{agencies[0]}/{files[0].name}"]
+        expected = {"all_quarantined": national, "long_notes": min(national, HOSTILE_NOTES_ROWS)}
+        result["hostile"] = run_hostile(hostile, agencies[0], out, env, expected)
         for name, r in result["hostile"].items():
             print(f"bench: hostile {name}: {r['wall_s']:.1f} s, peak {_gib(r['peak_rss_bytes'])}", flush=True)
 
@@ -973,7 +1017,7 @@ def main(argv: list[str] | None = None) -> dict:
             for _ in range(args.dask_repeat):
                 home = out / "homes" / f"full-{name}"
                 make_inbox(inbox, home, None)
-                runs.append(run_pipeline(home, env, extra))
+                runs.append(run_pipeline(home, env, extra, rows=args.rows))  # every agency: all the rows
                 shutil.rmtree(home, ignore_errors=True)
             result["dask"][name] = summarise(runs)
             print(f"bench: whole inbox, {name}: flow {result['dask'][name]['work_s']:.1f} s", flush=True)
@@ -1010,4 +1054,7 @@ def _versions() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunFailed as exc:  # a failed run is no figure: say which and why, and stop
+        raise SystemExit(f"bench: stopped, a measured run failed: {exc}") from None

@@ -15,13 +15,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from pipelines.problems import ConfigError
 from pipelines.settings import Zones
+
+if TYPE_CHECKING:
+    from pipelines.ledger import Ledger
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -43,7 +46,17 @@ KeyFile = Annotated[Path | None, typer.Option("--key-file", help="secret key fil
 
 
 def _zones(home: Path | None) -> Zones:
-    return Zones.from_env(home)
+    zones = Zones.from_env(home)
+    if zones.home.exists() and not zones.home.is_dir():
+        _fail(_not_a_folder("SDMI_HOME / --home", zones.home))
+    return zones
+
+
+def _not_a_folder(what: str, path: Path) -> str:
+    return (
+        f"{what} {path} adalah berkas, bukan folder; sebutkan sebuah folder (dibuat bila belum ada) / "
+        f"{what} {path} is a file, not a folder; name a folder (it is created when missing)"
+    )
 
 
 def _demo_key(zones: Zones, key_file: Path | None) -> Path:
@@ -59,28 +72,38 @@ def _demo_key(zones: Zones, key_file: Path | None) -> Path:
     return path
 
 
+def _say_error(message: str) -> None:
+    """The message in red exactly as written: never read as rich markup (pydantic's `[type=literal_error,
+    input_value='text', ...]`, the part naming the bad value, vanished), nor broken inside a path or a command
+    by wrapping (the terminal wraps long lines itself)."""
+    err.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+
+
 def _fail(message: str, code: int = 3) -> None:
-    err.print(f"[red]{message}[/red]")
+    """Say what is wrong (plain text: callers need not escape it) and exit with `code`."""
+    _say_error(message)
     raise typer.Exit(code)
 
 
-# Commands that read the SDMI_* settings (chunks, workers, memory, ...): checked before the command starts.
+# Commands that read the SDMI_* settings (chunks, workers, memory, ...) and the configuration (schema, rules,
+# agency mappings): checked before the command starts. Of these, `publish` validates no file: no suite needed.
 _READ_SETTINGS = frozenset({"run", "demo", "replay", "publish", "serve"})
+_VALIDATE_FILES = _READ_SETTINGS - {"publish"}
 
 
 @app.callback()
 def _check_settings(ctx: typer.Context) -> None:
-    # Every SDMI_* setting is read once, here, before any file is claimed: a wrong value stops the command with
-    # exit 3 naming it, instead of a traceback (exit 1) at import or a failure per file after the claim.
+    # Every SDMI_* setting and configuration file is read once, here, before any file is claimed and before
+    # Prefect starts: a wrong value stops the command with exit 3 naming it, instead of a traceback (exit 1) at
+    # import, a Prefect traceback, or a failure per file after the claim. The configuration costs ~0.1 s.
     if ctx.invoked_subcommand in _READ_SETTINGS:
-        from rich.markup import escape
-
-        from pipelines import settings
+        from pipelines import settings, validate
 
         try:
             settings.check_settings()
+            validate.check_configuration(suite=ctx.invoked_subcommand in _VALIDATE_FILES)
         except ConfigError as exc:
-            _fail(escape(str(exc)))
+            _fail(str(exc))
 
 
 def _check_option(name: str, value: float | None, low: float, low_allowed: bool) -> None:
@@ -99,8 +122,6 @@ def _prefect(warm_up_gx: bool) -> Iterator[None]:
     """Flows run inside. Prefect's temporary server starts in another process while this one imports the
     stages and GX, which the run needs anyway; each would otherwise wait for the other (see
     `pipelines.prefect_api`). Its flow runs send no heartbeats: the server goes with the process."""
-    from rich.markup import escape
-
     from pipelines import prefect_api
 
     server = prefect_api.launch()
@@ -108,13 +129,15 @@ def _prefect(warm_up_gx: bool) -> Iterator[None]:
         try:  # a configured API that does not answer is configuration too: exit 3, before any file is touched
             prefect_api.check_configured_api()
         except prefect_api.ApiUnreachable as exc:
-            _fail(escape(str(exc)))
+            _fail(str(exc))
+        if warm_up_gx:
+            _check_agency_rules()
         yield
         return
     from pipelines import flows, publish, validate  # noqa: F401
 
     if warm_up_gx:
-        validate.warm_up()
+        _check_agency_rules()  # GX is imported while the server starts: no time added
     else:
         publish.import_gx()
     try:
@@ -125,12 +148,26 @@ def _prefect(warm_up_gx: bool) -> Iterator[None]:
         yield
 
 
+def _check_agency_rules() -> None:
+    """GX warmed up, then every agency's own expectations built by it: a misspelt expectation type is exit 3 with
+    its message here, not after a Prefect traceback from inside the flow."""
+    from pipelines import validate
+
+    validate.warm_up()
+    try:
+        validate.check_agencies()
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
 def _run(
     zones: Zones, key_path: Path | None, publish: bool, stable_seconds: float | None, wait: float, rekey: bool = False
 ) -> dict:
     _end_soon_after_sigterm(zones)
     with _prefect(warm_up_gx=True):
-        return _run_flow(zones, key_path, publish, stable_seconds, wait, rekey)
+        summary = _run_flow(zones, key_path, publish, stable_seconds, wait, rekey)
+    _end_if_terminated()
+    return summary
 
 
 def _run_flow(
@@ -198,9 +235,11 @@ def print_summary(zones: Zones, summary: dict) -> None:
         f"held {summary['held']}, rejected {summary['rejected']}, duplicates {summary['duplicates']}"
         + (f", errors {summary['errors']}" if summary["errors"] else "")
     )
+    held = summary.get("rows_held") or 0  # rows of held files that passed the checks: nothing of them is published
     c.print(
-        f"  baris / rows:   read {summary['rows_read']}, accepted {summary['rows_accepted']}, "
-        f"quarantined {summary['rows_quarantined']} (accepted with warnings {summary['rows_warned']})"
+        f"  baris / rows:   read {summary['rows_read']}, accepted {summary['rows_accepted']}"
+        + (f", lolos tetapi ditahan / passed but held back (not published) {held}" if held else "")
+        + f", quarantined {summary['rows_quarantined']} (accepted with warnings {summary['rows_warned']})"
     )
     c.print(
         f"  published:      {summary['rows_published']} records, {summary['placements_published']} placements "
@@ -313,6 +352,8 @@ def demo_data_cmd(
     from pipelines import demo as demo_data
 
     _check_demo_rows(rows)
+    if directory.exists() and not directory.is_dir():
+        _fail(_not_a_folder("DIRECTORY", directory))
     result = demo_data.generate(directory, seed=seed, rows=rows)
     if truth:
         result.to_json(truth)
@@ -321,8 +362,14 @@ def demo_data_cmd(
 
 
 @app.command()
-def publish(home: Home = None, keep: int = 5, wait: float = 0) -> None:
+def publish(
+    home: Home = None,
+    keep: Annotated[int, typer.Option(help="releases to keep, the current one included (older ones are pruned)")] = 5,
+    wait: Annotated[float, typer.Option(help="seconds to wait for another run's lock")] = 0,
+) -> None:
     """Rebuild and publish the warehouse from every processed batch (write-audit-publish)."""
+    _check_option("--keep", keep, 1, True)
+    _check_option("--wait", wait, 0, True)
     zones = _zones(home)
     _end_soon_after_sigterm(zones)
     with _prefect(warm_up_gx=False):
@@ -333,6 +380,7 @@ def publish(home: Home = None, keep: int = 5, wait: float = 0) -> None:
                 result = flows.publish_flow(str(zones.home), keep=keep)
         except flows.WriterBusy as exc:
             _fail(str(exc), 4)
+    _end_if_terminated()
     console.print_json(json.dumps(result, default=str))
     raise typer.Exit(0 if result.get("switched") else 2)
 
@@ -369,8 +417,6 @@ def rollback(
 
     Exit 3 when there is no such release (an unknown id, or none before the current one) and 4 when another
     run holds the writer lock; the current release then stays."""
-    from rich.markup import escape
-
     from pipelines import publish as pub
     from pipelines.locking import WriterBusy, writer_lock
 
@@ -380,20 +426,20 @@ def rollback(
             known = [r.release_id for r in pub.list_releases(zones)]
             current = pub.current_release(zones)
             if release_id is not None and release_id not in known:
-                _fail(escape(
+                _fail(
                     f"Rilis {release_id!r} tidak dikenal; rilis yang ada: {', '.join(known) or '-'} "
                     f"(lihat `sdmi releases`). Rilis saat ini tetap. / Unknown release {release_id!r}; known "
                     f"releases: {', '.join(known) or '-'} (see `sdmi releases`). The current release stays."
-                ))  # fmt: skip
+                )
             try:
                 chosen = pub.rollback(zones, release_id)
             except pub.PublishError:  # no id given and nothing older than the current release
                 if not known:
                     _fail("Belum ada rilis untuk dikembalikan. / No release published yet to roll back to.")
-                _fail(escape(
+                _fail(
                     f"Tidak ada rilis sebelum rilis saat ini ({current}) untuk dikembalikan; rilis saat ini tetap. / "
                     f"No release before the current one ({current}) to roll back to; the current release stays."
-                ))  # fmt: skip
+                )
     except WriterBusy as exc:
         _fail(str(exc), 4)
     console.print(f"rilis saat ini / current release: {chosen}")
@@ -421,6 +467,21 @@ def quarantine(home: Home = None, agency: str | None = None) -> None:
         console.print("karantina kosong / quarantine is empty")
     for r in rows:
         console.print(f"{r['agency']:<24} {r['rule_id']:<48} {r['rows']:>7} rows  {r['files']} file(s)")
+
+
+def _nothing_to_replay(ledger: Ledger, agency: str | None, sha256: str | None) -> None:
+    """No finished file matched: a mistyped agency or hash is a configuration error (exit 3), not a replay of
+    nothing that looks done; with no filter, there is simply nothing yet (exit 0)."""
+    if agency is None and sha256 is None:
+        console.print("tidak ada berkas yang selesai diproses untuk diulang / no processed file to replay yet")
+        raise typer.Exit(0)
+    known = sorted({e.agency for e in ledger.files(status=("processed", "held", "rejected"))})
+    asked = " ".join(f"{k} {v}" for k, v in (("--agency", agency), ("--sha256", sha256)) if v)
+    _fail(
+        f"Tidak ada berkas yang cocok dengan {asked}; instansi yang punya berkas: {', '.join(known) or '-'} / "
+        f"No processed file matches {asked}; agencies with files: {', '.join(known) or 'none'}",
+        3,
+    )
 
 
 @app.command()
@@ -455,6 +516,8 @@ def replay(
                 for e in ledger.files(status=("processed", "held", "rejected"))
                 if (agency is None or e.agency == agency) and (sha256 is None or e.sha256.startswith(sha256))
             ]
+            if not chosen:
+                _nothing_to_replay(ledger, agency, sha256)
             for e in chosen:
                 ledger.reopen(e.sha256)
         console.print(f"memproses ulang {len(chosen)} berkas / replaying {len(chosen)} file(s)")
@@ -484,8 +547,6 @@ def serve(
     """Prefect deployments: poll the inbox every --interval, publish on a schedule; Ctrl-C stops.
 
     Exit 3: a bad option or setting, a configured Prefect API that does not answer, a --server-port in use."""
-    from rich.markup import escape
-
     from pipelines import keys, prefect_api
     from pipelines import serve as serving
 
@@ -503,7 +564,10 @@ def serve(
         from croniter import croniter
 
         if not croniter.is_valid(publish_cron):
-            _fail(f"not a valid cron expression: {publish_cron!r}")
+            _fail(
+                f"--publish-cron {publish_cron!r} bukan jadwal cron yang sah (mis. '0 * * * *') / "
+                f"--publish-cron {publish_cron!r} is not a valid cron expression (e.g. '0 * * * *')"
+            )
 
     def ready(api_url: str) -> None:
         print(f"sdmi: serving {zones.home} (inbox every {interval:g} s, Prefect API {api_url}); "
@@ -521,7 +585,7 @@ def serve(
             on_ready=ready,
         )
     except (prefect_api.ApiUnreachable, prefect_api.ServerDidNotStart) as exc:
-        _fail(escape(str(exc)))
+        _fail(str(exc))
     print("sdmi: stopped", flush=True)
 
 
@@ -535,13 +599,17 @@ def agency_check(
     rows: Annotated[int, typer.Option(help="rows to show after mapping (identifiers masked)")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
-    """Dry run: how FILE maps and what it would raise. Writes nothing. Exit 1 if rows would fail."""
+    """Dry run: how FILE maps and what it would raise. Writes nothing. Exit 1 if rows would fail, 3 if the
+    configuration is wrong (the mapping, the schema, the rules, a committed suite not regenerated).
+
+    --mapping takes a file of any name (a draft, `<code>.draft.yaml`); its `agency:` must be --agency."""
     from pipelines import config, onboarding
 
-    cfg = config.load_agency_file(mapping_file) if mapping_file else config.agency(agency)
-    if cfg.agency != agency:
-        _fail(f"{mapping_file} is the mapping of {cfg.agency!r}, not {agency!r}")
-    result = onboarding.check(file, cfg, preview_rows=rows)
+    try:
+        cfg = config.load_agency_file(mapping_file, code=agency) if mapping_file else config.agency(agency)
+        result = onboarding.check(file, cfg, preview_rows=rows)
+    except ConfigError as exc:
+        _fail(str(exc))
     if as_json:
         print(json.dumps(result.as_dict(), default=str))
         raise typer.Exit(result.exit_code)
@@ -601,14 +669,16 @@ def agency_new(
         Path, typer.Option("--from", help="a sample file from the agency", exists=True, dir_okay=False)
     ],
     stdout: Annotated[bool, typer.Option("--stdout", help="print the draft instead of writing it")] = False,
-    force: Annotated[bool, typer.Option(help="overwrite an existing schemas/agencies/<code>.yaml")] = False,
+    force: Annotated[
+        bool, typer.Option(help="overwrite an existing draft, or draft an agency already onboarded (beside it)")
+    ] = False,
 ) -> None:
-    """Draft schemas/agencies/CODE.yaml from a sample file's headers, with # TODO where it cannot decide.
+    """Draft schemas/agencies/CODE.draft.yaml from a sample file's headers, with # TODO where it cannot decide.
 
-    The sample's header is enough (a CSV template with the column names only will do). Exit 3 when the code
-    is not valid or the sample cannot be read (empty, not a table), with the reason."""
-    from rich.markup import escape
-
+    A draft is not read by `sdmi run` (an unfinished one stops no other agency): try it with `sdmi agency check
+    --mapping`, then rename it to CODE.yaml to onboard the agency. The sample's header is enough (a CSV
+    template with the column names only will do). Exit 3 when the code is not valid, the sample cannot be
+    read (empty, not a table), or a draft or mapping exists (--force), with the reason."""
     from pipelines import onboarding, settings
     from pipelines.problems import FileRejected
 
@@ -621,10 +691,8 @@ def agency_new(
         if exc.code == "no_data_rows":  # an XLSX or JSON sample needs a row to show its columns
             hint_id, hint_en = " Tambahkan satu baris contoh, lalu coba lagi.", " Add one example row and try again."
         _fail(
-            escape(
-                f"Tidak dapat menyusun pemetaan dari {from_file.name} ({exc.code}): {exc.message.id}{hint_id} / "
-                f"Cannot draft a mapping from {from_file.name} ({exc.code}): {exc.message.en}{hint_en}"
-            )
+            f"Tidak dapat menyusun pemetaan dari {from_file.name} ({exc.code}): {exc.message.id}{hint_id} / "
+            f"Cannot draft a mapping from {from_file.name} ({exc.code}): {exc.message.en}{hint_en}"
         )
     if stdout:
         print(result.text, end="")
@@ -633,10 +701,13 @@ def agency_new(
         target = onboarding.write_draft(result, settings.AGENCIES_DIR, overwrite=force)
     except FileExistsError as exc:
         _fail(str(exc))
-    todo = ", ".join(result.todo_required) or "none"
+    todo = ", ".join(result.todo_required) or "-"
     err.print(
-        f"wrote {target}: {len(result.matched)} field(s) matched, {len(result.unmatched_headers)} column(s) "
-        f"unused, required fields still TODO: {todo}"
+        f"ditulis / wrote {target}: {len(result.matched)} field(s) matched, {len(result.unmatched_headers)} "
+        f"column(s) unused, required fields still TODO: {todo}\n" + onboarding.next_steps(code, target, from_file),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,  # the commands are to be pasted: never broken across lines
     )
 
 
@@ -673,6 +744,7 @@ def schema_generate(check: Annotated[bool, typer.Option(help="only check, exit 1
 # with it (`prefect_api.die_with_parent`).
 SIGTERM_GRACE_SECONDS = 5.0
 _exiting = False
+_sigterm_seen = threading.Event()  # whatever fails after it failed because of it: "Query interrupted" is not a bug
 _grace_lock_file: Path | None = None  # set while this process may run flows on a data root
 _grace: threading.Thread | None = None
 
@@ -681,6 +753,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM's handler: SystemExit(143), once; a SIGTERM during that unwinding would cut the cleanup short.
     (`sdmi serve` installs its own while it serves: it stops cleanly, exit 0.)"""
     global _exiting
+    _sigterm_seen.set()
     _start_grace(128 + signum)
     if _exiting:
         return
@@ -709,9 +782,17 @@ def _watch_for_sigterm() -> None:
     def watch() -> None:
         while data := os.read(read_end, 64):
             if signal.SIGTERM in data:
+                _sigterm_seen.set()
                 _start_grace(128 + signal.SIGTERM)
 
     threading.Thread(target=watch, name="sdmi-sigterm-watch", daemon=True).start()
+
+
+def _end_if_terminated() -> None:
+    """After a flow returns: a SIGTERM during it ends the command with 143, not with what the flow made of the
+    interruption (DuckDB's "Query interrupted" became "publish failed", exit 2)."""
+    if _sigterm_seen.is_set():
+        raise SystemExit(128 + signal.SIGTERM)
 
 
 def _forget_wakeup_fd() -> None:
@@ -761,9 +842,14 @@ def main() -> None:
     _watch_for_sigterm()
     try:
         app()
-    except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
-        sys.exit(3)
+    except Exception as exc:
+        if _sigterm_seen.is_set():  # interrupted by the signal, not a fault: no traceback, exit as a kill reports it
+            sys.exit(128 + signal.SIGTERM)
+        if isinstance(exc, ConfigError):
+            _say_error(str(exc))
+            sys.exit(3)
+        sys.excepthook(type(exc), exc, exc.__traceback__)  # typer's readable traceback, as before
+        sys.exit(2)  # an engineer must look; 1 would tell the agency to act
 
 
 if __name__ == "__main__":

@@ -71,6 +71,14 @@ _PARTITION_COLS = [
 ]
 
 
+_PLACEMENT_WORKER_KEY = (
+    "Kunci pekerja penempatan: kunci NIK pekerja bila catatan utamanya hanya berpaspor dan paspornya cocok dengan "
+    "tepat satu pekerja ber-NIK, selain itu worker_key catatan utama.",
+    "The placement's worker key: the NIK-keyed worker's key when its main record has a passport only and that "
+    "passport names exactly one NIK-keyed worker, otherwise the main record's worker_key.",
+)
+
+
 def placement_columns(schema: PlacementSchema | None = None) -> list[Col]:
     """Columns of `placements`: one real placement, values from the highest-priority agency."""
     schema = schema or load_schema()
@@ -87,7 +95,12 @@ def placement_columns(schema: PlacementSchema | None = None) -> list[Col]:
             "Placement key: MD5 of its member record keys (sorted, joined by '|').",
         )
     ]
-    cols += [Col(f.name, f.sql_type, f.description.id, f.description.en) for f in keep]
+    cols += [
+        Col(f.name, f.sql_type, *_PLACEMENT_WORKER_KEY)
+        if f.name == "worker_key"
+        else Col(f.name, f.sql_type, f.description.id, f.description.en)
+        for f in keep
+    ]
     cols += [
         *_PARTITION_COLS,
         Col(
@@ -199,14 +212,39 @@ def tables(schema: PlacementSchema | None = None) -> list[Table]:
                 Col("seq", "BIGINT", "Urutan batch (yang lebih baru menggantikan).", "Batch order (later supersedes)."),
                 Col("status", "VARCHAR", "processed | held | rejected.", "processed | held | rejected."),
                 Col("rows_read", "BIGINT", "Baris dibaca.", "Rows read."),
-                Col("rows_accepted", "BIGINT", "Baris diterima.", "Rows accepted."),
-                Col("rows_quarantined", "BIGINT", "Baris dikarantina.", "Rows quarantined."),
+                Col(
+                    "rows_accepted",
+                    "BIGINT",
+                    "Baris diterima (0 untuk berkas yang ditahan: lihat rows_held).",
+                    "Rows accepted (0 for a held file: see rows_held).",
+                ),
+                Col(
+                    "rows_quarantined",
+                    "BIGINT",
+                    "Baris dikarantina di berkas ini (per berkas; yang masih tertahan: rows_still_quarantined).",
+                    "Rows quarantined in this file (per file; still held back: rows_still_quarantined).",
+                ),
                 Col("rows_warned", "BIGINT", "Baris dengan peringatan.", "Rows with warnings."),
                 Col(
                     "rows_by_rule",
                     "MAP(VARCHAR, BIGINT)",
                     "Jumlah baris per aturan yang dilanggar.",
                     "Number of rows per rule broken.",
+                ),
+                Col(
+                    "rows_held",
+                    "BIGINT",
+                    "Baris berkas yang ditahan yang lolos pemeriksaan (tidak dipublikasikan).",
+                    "Rows of a held file that passed the checks (not published).",
+                ),
+                Col(
+                    "rows_still_quarantined",
+                    "BIGINT",
+                    "Baris berkas ini yang masih dikarantina: belum diterima dari berkas yang lebih baru (baris "
+                    "tanpa nomor catatan tetap dihitung). Jumlahnya atas semua berkas: karantina yang belum "
+                    "diperbaiki.",
+                    "Rows of this file still quarantined: not accepted from a later file (rows without a record id "
+                    "stay counted). Summed over files, the quarantine not yet fixed.",
                 ),
             ],
         ),

@@ -35,7 +35,8 @@ DEFAULT_STABLE_SECONDS = settings.stable_seconds()
 
 def make_task_runner(kind: str | None = None, workers: int | None = None):
     """Threads locally; a Dask cluster (prefect-dask) when one machine is not enough. SDMI_TASK_RUNNER,
-    SDMI_WORKERS and SDMI_DASK_ADDRESS are read through `pipelines.settings` (a bad value: SettingError)."""
+    SDMI_WORKERS and SDMI_DASK_ADDRESS are read through `pipelines.settings` (a bad value: SettingError); an
+    existing scheduler is checked here, before the run claims anything (`check_scheduler`)."""
     kind = kind or settings.task_runner()
     if kind not in settings.TASK_RUNNERS:
         raise ConfigError(f"Task runner harus 'threads' atau 'dask', bukan {kind!r}. / "
@@ -46,11 +47,64 @@ def make_task_runner(kind: str | None = None, workers: int | None = None):
 
         address = settings.dask_address()
         if address:
+            check_scheduler(address)
             return DaskTaskRunner(address=address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1})
+        return DaskTaskRunner(
+            cluster_class=local_cluster,
+            cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1},
+        )
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=workers)
+
+
+# A file's task that has waited this long with no Dask worker at all fails (Dask's NoWorkerError): workers that are
+# all gone (none can load the task, or they died and none came back) end the run, the file counted as an error and
+# left in flight for the next run, instead of a wait without end that holds the writer lock. A worker that dies is
+# restarted by its nanny within seconds. Dask's own setting, when made, wins; a remote scheduler must make it.
+NO_WORKERS_TIMEOUT = "distributed.scheduler.no-workers-timeout"
+LOST_WORKERS_SECONDS = 30
+SCHEDULER_CONNECT_SECONDS = 10
+
+
+def local_cluster(**kwargs: Any) -> Any:
+    """The Dask runner's LocalCluster, its scheduler built with a no-workers timeout (LOST_WORKERS_SECONDS)."""
+    import dask
+    from distributed import LocalCluster
+
+    timeout = dask.config.get(NO_WORKERS_TIMEOUT, None) or f"{LOST_WORKERS_SECONDS}s"
+    with dask.config.set({NO_WORKERS_TIMEOUT: timeout}):  # read once, when the scheduler starts
+        return LocalCluster(**kwargs)
+
+
+def check_scheduler(address: str) -> None:
+    """Before a run claims anything (a ConfigError, exit 3): the scheduler at SDMI_DASK_ADDRESS answers within
+    SCHEDULER_CONNECT_SECONDS, and fails tasks left without any worker. Prefect-dask would only connect once the
+    inbox was claimed, and a scheduler without a no-workers timeout leaves a run waiting for ever."""
+    from distributed import Client
+
+    def no_workers_timeout(dask_scheduler: Any) -> float | None:  # sent by value: the scheduler needs no `pipelines`
+        return dask_scheduler.no_workers_timeout
+
+    try:
+        with Client(address, timeout=SCHEDULER_CONNECT_SECONDS, set_as_default=False) as client:
+            timeout = client.run_on_scheduler(no_workers_timeout)
+    except Exception as exc:  # refused, no such host, timed out, not a Dask scheduler
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise ConfigError(
+            f"Penjadwal Dask di SDMI_DASK_ADDRESS={address} tidak menjawab dalam {SCHEDULER_CONNECT_SECONDS} detik "
+            f"({why}); tidak ada berkas yang diambil. / The Dask scheduler at SDMI_DASK_ADDRESS={address} did not "
+            f"answer within {SCHEDULER_CONNECT_SECONDS} s ({why}); no file was claimed."
+        ) from None
+    if timeout is None:
+        raise ConfigError(
+            f"Penjadwal Dask di {address} tidak menyetel distributed.scheduler.no-workers-timeout: bila semua worker "
+            "hilang, `sdmi run` menunggu tanpa akhir sambil memegang kunci. Setel pada penjadwal, mis. "
+            "DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT=60s. / The Dask scheduler at "
+            f"{address} sets no distributed.scheduler.no-workers-timeout: if every worker is lost, `sdmi run` waits "
+            "without end, holding the writer lock. Set it on the scheduler, e.g. "
+            "DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT=60s in its environment."
+        )
 
 
 def _transient_io(task, task_run, state) -> bool:
@@ -95,6 +149,10 @@ def process_file_task(home: str, sha256: str, key_file: str, run_date: str | Non
 
 @dataclass
 class RunSummary:
+    """A run's counts. `rows_accepted` (and `rows_warned`, accepted with warnings) are rows of processed files,
+    bound for the release; the rows of a held file that passed the checks are `rows_held`, since nothing of a held
+    file is published: rows_read = rows_accepted + rows_held + rows_quarantined."""
+
     received: int = 0
     duplicates: int = 0
     processed: int = 0
@@ -106,6 +164,7 @@ class RunSummary:
     rows_accepted: int = 0
     rows_quarantined: int = 0
     rows_warned: int = 0
+    rows_held: int = 0
     rows_published: int | None = None
     placements_published: int | None = None
     release_id: str | None = None
@@ -129,6 +188,39 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "exit_code": self.exit_code}
+
+    def add_file(self, outcome: dict) -> None:
+        """Count one processed, held or rejected file (`process.FileOutcome.as_dict()`) in the run."""
+        rows = file_rows(outcome)
+        setattr(self, outcome["status"], getattr(self, outcome["status"]) + 1)
+        for k, n in rows.items():
+            setattr(self, k, getattr(self, k) + n)
+        self.files.append(
+            {
+                "agency": outcome["agency"],
+                "file": outcome["file_name"],
+                "status": outcome["status"],
+                "rows_read": rows["rows_read"],
+                "rows_accepted": rows["rows_accepted"],
+                "rows_held": rows["rows_held"],
+                "rows_quarantined": rows["rows_quarantined"],
+                "reason": outcome.get("reason_code"),
+            }
+        )
+
+
+def file_rows(outcome: dict) -> dict[str, int]:
+    """A file's rows as the run counts them: the rows of a held file that passed the checks are held back, not
+    accepted (the file's own report and the ledger call them what passed; nothing of the file is published)."""
+    held = outcome["status"] == "held"
+    passed, warned = outcome["rows_accepted"], outcome["rows_warned"]
+    return {
+        "rows_read": outcome["rows_read"],
+        "rows_accepted": 0 if held else passed,
+        "rows_held": passed if held else 0,
+        "rows_quarantined": outcome["rows_quarantined"],
+        "rows_warned": 0 if held else warned,
+    }
 
 
 def _claim_inbox(zones: Zones, ledger: Ledger, stable_seconds: float, summary: RunSummary) -> None:
@@ -282,20 +374,7 @@ def ingest_flow(
                 )
                 events.emit("file_done", status="error")
                 continue
-            summary.files.append(
-                {
-                    "agency": outcome["agency"],
-                    "file": outcome["file_name"],
-                    "status": outcome["status"],
-                    "rows_read": outcome["rows_read"],
-                    "rows_accepted": outcome["rows_accepted"],
-                    "rows_quarantined": outcome["rows_quarantined"],
-                    "reason": outcome.get("reason_code"),
-                }
-            )
-            setattr(summary, outcome["status"], getattr(summary, outcome["status"]) + 1)
-            for k in ("rows_read", "rows_accepted", "rows_quarantined", "rows_warned"):
-                setattr(summary, k, getattr(summary, k) + outcome[k])
+            summary.add_file(outcome)
             for stage_name, seconds in (outcome.get("timings") or {}).items():
                 summary.timings[stage_name] = round(summary.timings.get(stage_name, 0) + seconds, 4)
             for stage_name, seconds in (outcome.get("cpu_seconds") or {}).items():
@@ -306,7 +385,8 @@ def ingest_flow(
         summary.timings["files"] = round(time.perf_counter() - started, 3)
         if futures or summary.duplicates or report.index_stale(zones.reports):
             report.write_index(zones.reports)
-        if publish and (futures or not zones.current.exists() or publish_needed(zones)):
+        # not "any file processed": after a rollback, a rejected or held file must not publish (publish_needed)
+        if publish and (not zones.current.exists() or publish_needed(zones)):
             t0, cpu0 = time.perf_counter(), time.process_time()
             try:
                 result = publish_flow(str(zones.home))
@@ -364,6 +444,7 @@ def summary_markdown(summary: RunSummary) -> str:
             f"| errors | {summary.errors} |",
             f"| rows read / baris dibaca | {summary.rows_read} |",
             f"| rows accepted / diterima | {summary.rows_accepted} |",
+            f"| rows held back (file held) / lolos tetapi ditahan | {summary.rows_held} |",
             f"| rows quarantined / dikarantina | {summary.rows_quarantined} |",
             f"| records published / catatan terbit | {summary.rows_published} |",
             f"| placements published / penempatan | {summary.placements_published} |",

@@ -103,19 +103,36 @@ def files_in_subfolders(zones: Zones) -> dict[str, int]:
     """Files that no run reads because they lie in a sub-folder of an agency folder ("Kiriman Januari/"):
     the number of files (at any depth, litter and hidden files not counted) per sub-folder, named
     `<agency>/<sub-folder>`. A sub-folder may hold anything (old sends, drafts, another agency's files), so
-    its files are reported, never read: the agency moves what is to be sent into `inbox/<agency>/`."""
+    its files are reported, never read: the agency moves what is to be sent into `inbox/<agency>/`.
+
+    Files no run reads for the same reason are counted with them: those dropped straight into `inbox/` (as
+    `inbox/`), and those in a folder whose name is no agency code ("BP3MI Jatim/", as `BP3MI Jatim/`)."""
     counts: dict[str, int] = {}
+    if zones.inbox.exists():
+        top = [e for e in _entries(zones.inbox) if not is_ignored(e.name)]
+        loose = sum(1 for e in top if e.is_file(follow_symlinks=False))
+        if loose:
+            counts["inbox/"] = loose
+        for entry in sorted(top, key=lambda e: e.name):
+            unread = entry.is_dir(follow_symlinks=False) and not AGENCY_CODE.match(entry.name)
+            if unread and (n := _files_under(entry.path)):
+                counts[f"{entry.name}/"] = n
     for folder in _agency_folders(zones):
         for entry in sorted(_entries(folder), key=lambda e: e.name):
             if is_ignored(entry.name) or not entry.is_dir(follow_symlinks=False):
                 continue
-            n = 0
-            for root, dirs, names in os.walk(entry.path):  # symbolic links to folders are not followed
-                dirs[:] = [d for d in dirs if not is_ignored(d)]
-                n += sum(1 for name in names if not is_ignored(name) and os.path.isfile(os.path.join(root, name)))
-            if n:
+            if n := _files_under(entry.path):
                 counts[f"{folder.name}/{entry.name}"] = n
     return counts
+
+
+def _files_under(path: str) -> int:
+    """Files at any depth, litter and hidden files not counted; symbolic links to folders are not followed."""
+    n = 0
+    for root, dirs, names in os.walk(path):
+        dirs[:] = [d for d in dirs if not is_ignored(d)]
+        n += sum(1 for name in names if not is_ignored(name) and os.path.isfile(os.path.join(root, name)))
+    return n
 
 
 def subfolders_warning(in_subfolders: dict[str, int]) -> str:

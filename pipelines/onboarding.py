@@ -7,12 +7,15 @@ inbox. Direct identifiers are masked in what it shows, and problems are counted 
 
 from __future__ import annotations
 
+import re
 import secrets
+import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from pipelines import config, mapping, readers, settings
@@ -67,16 +70,38 @@ def masked_fields(schema: PlacementSchema) -> set[str]:
     return set(schema.direct_identifiers()) | set(MASKED_ALWAYS)
 
 
+def _masked_preview_row(row: dict, schema: PlacementSchema, whole: bool = False) -> dict:
+    """A mapped row as the check shows it: identifier columns masked, and any other value that holds the row's
+    NIK, name, passport or birth date (typed into the wrong column) masked too, as a run's report masks it. A
+    row with a field too many or too few (`whole`) has its values under other columns' names: all masked."""
+    hidden = masked_fields(schema)
+
+    def norm(value: object) -> str:
+        return re.sub(r"[\W_]+", "", str(value).lower())
+
+    identities = [n for k in hidden if row.get(k) is not None and len(n := norm(row[k])) >= 4]
+    out = {}
+    for k, v in row.items():
+        if k == mapping.ROW:
+            continue
+        shown = v is None or (k not in hidden and not whole and not any(i in norm(v) for i in identities))
+        out[k] = v if shown else MASK
+    return out
+
+
 def check(path: Path, cfg: AgencyConfig, preview_rows: int = 5, run_date: date | None = None) -> CheckReport:
     """Dry run of read -> map -> harmonise -> validate; nothing is written, the key is thrown away.
 
     The file is read and its header mapped by processing's own `process.read_and_map`: the declared layout,
     then detection when the file says otherwise, with the same warning. What a run would accept or reject
     before its first row, the check accepts or rejects too."""
-    from pipelines import harmonise, process, stage, validate
+    from pipelines import process, stage, validate
     from pipelines.keys import WorkerKeySecret
 
-    validate.check_agency(cfg)  # expectations GX cannot run: a configuration error, before the file is read
+    # a configuration error (the schema, the rules, a suite not regenerated, expectations GX cannot run) stops
+    # the check as it stops a run, before the file is read; other agencies' mappings are not this check's business
+    validate.check_configuration(agencies=False)
+    validate.check_agency(cfg)
     schema = load_schema()
     report = CheckReport(agency=cfg.agency, file=str(path))
     try:
@@ -92,25 +117,19 @@ def check(path: Path, cfg: AgencyConfig, preview_rows: int = 5, run_date: date |
     report.unmatched_headers = list(mapped.unmatched_headers)
     report.unmapped_fields = list(mapped.unmapped_fields)
     report.warnings += [w.en for w in [*read.warnings, *mapped.warnings]]
-    hidden = masked_fields(schema)
+    shifted = read.row_issues.filter(pc.equal(read.row_issues["rule_id"], stage.RAGGED_ROW))
+    ragged = set(shifted["source_row"].to_pylist())
     for row in mapped.table.slice(0, preview_rows).to_pylist():
-        report.preview.append(
-            {k: (MASK if k in hidden and v is not None else v) for k, v in row.items() if k != mapping.ROW}
-        )
+        report.preview.append(_masked_preview_row(row, schema, whole=row.get(mapping.ROW) in ragged))
     sha = settings.sha256_file(path)
     throwaway = WorkerKeySecret.from_key(secrets.token_bytes(32), source="throwaway (agency check)")
-    harmonised = harmonise.harmonise(
-        mapped.table,
-        cfg,
-        sha256=sha,
-        batch_id=f"{cfg.agency}-check-{sha[:8]}",
-        received_at=datetime.now(UTC).replace(microsecond=0),
-        secret=throwaway,
-        schema=schema,
-    )
+    received = datetime.now(UTC).replace(microsecond=0)
+    batch_id = f"{cfg.agency}-check-{sha[:8]}"
+    harmonised = process.harmonise_chunk(mapped.table, cfg, sha, batch_id, received, throwaway, schema)
     gx_issues = validate.validate(harmonised.table, cfg, run_date=run_date, schema=schema)
     row_issues = read.row_issues.cast(ISSUE_SCHEMA) if read.row_issues.num_rows else ISSUE_SCHEMA.empty_table()
     issues = pa.concat_tables([row_issues, harmonised.issues, gx_issues])
+    issues = stage.mask_identifier_values(issues, harmonised.table, schema)  # as a run stages them
     _, _, counts = stage.split(harmonised.table, issues, read.table, schema)
     report.rows_read, report.rows_accepted = counts.rows_read, counts.rows_accepted
     report.rows_quarantined, report.rows_warned = counts.rows_quarantined, counts.rows_warned
@@ -210,8 +229,10 @@ def _render(
     fmt = read.format if read.format in ("csv", "xlsx", "json") else "auto"
     lines = [
         f"# Drafted by `sdmi agency new {code}` from {path.name} on {date.today().isoformat()}.",
-        "# Review every line and resolve each TODO, then try it: sdmi agency check --agency "
-        f"{code} --mapping <this file> <sample file>",
+        f"# A draft: `sdmi run` reads neither this file nor inbox/{code}/ until it is named {code}.yaml.",
+        "# 1. Review every line and resolve each TODO.",
+        f"# 2. Try it: sdmi agency check --agency {code} --mapping <this file> {shlex.quote(path.name)}",
+        f"# 3. Rename it to {code}.yaml in the agencies folder: the agency is then onboarded.",
         f"agency: {code}",
         "name: TODO full name of the agency  # TODO",
         "kind: other  # TODO one of: national, provincial, district, recruitment_company, mission, other",
@@ -253,16 +274,49 @@ def _render(
         lines.append("# TODO columns in the file that no field uses (ignored unless mapped above):")
         lines += [f"#   - {_q(h)}" for h in unmatched]
     lines += [
-        "values: {}  # TODO value maps, e.g. sex: {Laki-laki: L, Perempuan: P}; `agency check` lists misses",
+        "values: {}  # TODO value maps to codes of the field's code list, e.g. sex: {Laki-laki: M, Perempuan: F}",
         'date_formats: ["%d/%m/%Y", "%d-%m-%Y", "%Y-%m-%d"]  # TODO check against the file',
         "",
     ]
     return "\n".join(lines)
 
 
+def draft_path(code: str, directory: Path) -> Path:
+    return directory / f"{code}{config.DRAFT_SUFFIX}"
+
+
 def write_draft(result: Draft, directory: Path, overwrite: bool = False) -> Path:
-    target = directory / f"{result.code}.yaml"
+    """Write the draft as `<code>.draft.yaml` beside the mappings. The loader passes drafts over: written as
+    `<code>.yaml`, its `null  # TODO` stopped every agency's run until it was finished. An onboarded agency's
+    own mapping is never written here."""
+    target = draft_path(result.code, directory)
+    onboarded = directory / f"{result.code}{config.MAPPING_SUFFIX}"
+    if onboarded.exists() and not overwrite:
+        raise FileExistsError(
+            f"{onboarded} sudah ada: lembaga ini sudah terdaftar; --stdout mencetak draf untuk dibandingkan, --force "
+            f"menulis {target.name} di sampingnya. / {onboarded} exists: the agency is already onboarded; --stdout "
+            f"prints a draft to compare, --force writes {target.name} beside it."
+        )
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; use --force to overwrite or --stdout to print")
+        raise FileExistsError(
+            f"{target} sudah ada; --force untuk menimpanya, --stdout untuk mencetak. / "
+            f"{target} exists; --force overwrites it, --stdout prints the draft instead."
+        )
     target.write_text(result.text, encoding="utf-8")
     return target
+
+
+def next_steps(code: str, draft: Path, sample: Path) -> str:
+    """What to do with a draft written by `sdmi agency new`, as commands that work when pasted."""
+    onboarded = draft.with_name(f"{code}{config.MAPPING_SUFFIX}")
+    check = f"sdmi agency check --agency {code} --mapping {shlex.quote(str(draft))} {shlex.quote(str(sample))}"
+    return "\n".join(
+        [
+            "Langkah berikutnya / next steps:",
+            f"  1. isi setiap TODO / resolve every TODO in {draft}",
+            f"  2. coba / try it: {check}",
+            f"  3. daftarkan / onboard it: mv {shlex.quote(str(draft))} {shlex.quote(str(onboarded))}",
+            f"     (sampai saat itu `sdmi run` tidak membaca inbox/{code}/ / until then `sdmi run` does not read "
+            f"inbox/{code}/)",
+        ]
+    )

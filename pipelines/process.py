@@ -14,7 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -156,7 +156,8 @@ def _process_file(
             writer.abort()
             return rejected_file(rejected)
         share_failed = counts.rows_quarantined / counts.rows_read if counts.rows_read else 0.0
-        status = "held" if share_failed > cfg.hold_threshold else "processed"
+        # a returned rejected-rows file is mostly failing rows by nature: never held, so its fixed rows are published
+        status = "held" if share_failed > cfg.hold_threshold and not read.returned_rejected_rows else "processed"
         reason = None
         if status == "held":
             reason = Bilingual(
@@ -245,6 +246,24 @@ def _drop_staged(zones: Zones, batch_id: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def harmonise_chunk(
+    mapped: pa.Table,
+    cfg: AgencyConfig,
+    sha256: str,
+    batch_id: str,
+    received_at: datetime,
+    secret: WorkerKeySecret,
+    schema: PlacementSchema,
+) -> harmonise_stage.Harmonised:
+    """Harmonised rows as they go to GX and staging: with a worker's identity typed into a published free-text
+    column emptied (`stage.remove_identifier_copies`), before GX quotes it. `sdmi agency check` uses it too."""
+    harmonised = harmonise_stage.harmonise(
+        mapped, cfg, sha256=sha256, batch_id=batch_id, received_at=received_at, secret=secret, schema=schema
+    )
+    table, copies = stage.remove_identifier_copies(harmonised.table, schema)
+    return replace(harmonised, table=table, issues=pa.concat_tables([harmonised.issues, copies]))
+
+
 def _process_chunks(
     read: readers.ReadResult,
     cfg: AgencyConfig,
@@ -282,15 +301,7 @@ def _process_chunks(
         part, row_issues = current
         mapped = mapping.map_batch(replace(read, table=part), cfg, schema)
         lap("read_map")
-        harmonised = harmonise_stage.harmonise(
-            mapped.table,
-            cfg,
-            sha256=entry.sha256,
-            batch_id=entry.batch_id,
-            received_at=entry.received_at,
-            secret=secret,
-            schema=schema,
-        )
+        harmonised = harmonise_chunk(mapped.table, cfg, entry.sha256, entry.batch_id, entry.received_at, secret, schema)
         del mapped
         lap("harmonise")
         faults.point("process.after_harmonise")

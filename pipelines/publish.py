@@ -24,13 +24,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import dictionary, faults, keys, settings
 from pipelines.config import AgencyConfig
+from pipelines.problems import CRITICAL
 from pipelines.schema import load_schema
 from pipelines.settings import Zones, fsync_dir
 
@@ -222,8 +226,7 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, zones: Zones, batches: Sequence
     ]
     issue_files = [(bid, p) for bid, p in issue_files if p.is_file()]
     if issue_files:
-        paths = "[" + ", ".join(_lit(str(p)) for _, p in issue_files) + "]"
-        mapping = " UNION ALL ".join(f"SELECT {_lit(str(p))} AS f, {_lit(bid)} AS batch_id" for bid, p in issue_files)
+        paths, mapping = _tagged_files(issue_files, "batch_id")
         con.execute(
             f"CREATE TEMP VIEW staged_issues AS SELECT m.batch_id, i.source_row, i.rule_id, i.severity, i.field "
             f"FROM read_parquet({paths}, filename = true) i JOIN ({mapping}) m ON m.f = i.filename"
@@ -407,9 +410,17 @@ def _link_passport_only(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+# A placement's worker: the NIK-keyed worker a passport-only record was linked to, else the record's own key.
+# `placement_records.worker_key` stays the record's own key (what its agency's NIK or passport gives); a
+# placement is counted under the key it was matched on, so count(DISTINCT worker_key) counts a worker once.
+PLACEMENT_WORKER_KEY = "coalesce(r.match_key, r.worker_key)"
+
+
 def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_window_days: int) -> None:
     """Gaps and islands: records of one worker and destination whose departures chain within the window
     are one placement; values come from the highest-priority agency (lowest `priority`), ties by record_key.
+    Its `worker_key` is the key it was matched on (`PLACEMENT_WORKER_KEY`), not the passport key of a
+    passport-only record linked to a NIK-keyed worker.
 
     Only records whose worker and destination may occur more than once (same 64-bit hash of the pair) go
     through the window and the group-by; a hash collision only sends a lone record the long way, where it
@@ -429,7 +440,7 @@ def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_w
         f"""
         CREATE TABLE {SCRATCH}.multi AS
         WITH m AS (
-            SELECT r.rid, r.record_key, coalesce(r.match_key, r.worker_key) AS match_key, r.destination_country,
+            SELECT r.rid, r.record_key, {PLACEMENT_WORKER_KEY} AS match_key, r.destination_country,
                    r.departure_date,
                    r.departure_year, r.departure_month, r.source_agency,
                    coalesce(a.priority, {DEFAULT_PRIORITY}) AS priority, {
@@ -484,7 +495,10 @@ def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_w
     from_primary = {"primary_agency": "r.source_agency", "primary_record_key": "r.record_key"}
     cols = dictionary.placement_columns(schema)
     for c in cols:
-        if c.name in own:
+        if c.name == "worker_key":  # the worker matched on (`_link_passport_only`), as the placement was formed
+            single.append(f"{PLACEMENT_WORKER_KEY} AS worker_key")
+            multi.append(f"{PLACEMENT_WORKER_KEY} AS worker_key")
+        elif c.name in own:
             single.append(f"{own[c.name]} AS {c.name}")
             multi.append(f"{from_primary.get(c.name, 'g.' + c.name)} AS {c.name}")
         else:
@@ -519,8 +533,165 @@ def _build_placements(con: duckdb.DuckDBPyConnection, parquet_dir: Path, match_w
     _parquet_view(con, "record_placement", links, dictionary.record_placement_columns())
 
 
-def _build_quality(con: duckdb.DuckDBPyConnection) -> None:
-    """Per file: status and counts, and rows per rule broken (counts only, never row values)."""
+class StagedBatch(Protocol):
+    """What the quarantine backlog needs of a batch: a ledger entry or a BatchRef."""
+
+    batch_id: str
+    agency: str
+    seq: int
+    status: str
+
+
+QUARANTINE_BACKLOG = "quarantine_backlog"
+
+
+def _tagged_files(tagged: Sequence[tuple[int | str, Path]], tag: str) -> tuple[str, str]:
+    """SQL for `read_parquet(<list>, filename = true)` over the files, and a relation (f, <tag>) to join each
+    row's file name back to its tag (a batch id or number)."""
+    files = "[" + ", ".join(_lit(str(p)) for _, p in tagged) + "]"
+    which = " UNION ALL ".join(
+        f"SELECT {_lit(str(p))} AS f, {_lit(t) if isinstance(t, str) else t} AS {tag}" for t, p in tagged
+    )
+    return files, which
+
+
+def _quarantined_identities(
+    zones: Zones, batches: Sequence[StagedBatch], record_ids: Mapping[str, Sequence[str]]
+) -> pa.Table:
+    """(batch, source_row, record_key) of the quarantined rows whose agency's record id is in the row: the
+    `record_key` harmonise would give it (agency, ':', the id as mapping reads it). Rows without one (no record
+    id in the agency's mapping, an empty cell, a batch staged without quarantined.parquet) are not here."""
+    from pipelines import mapping  # the reading stages, only when a backlog is counted
+    from pipelines.readers import SOURCE_ROW, normalise_header
+
+    parts = []
+    for index, b in enumerate(batches):
+        path = zones.staging / b.batch_id / "quarantined.parquet"
+        aliases = list(record_ids.get(b.agency) or [])
+        if not aliases or not path.is_file():
+            continue
+        names = pq.read_schema(path).names
+        header = mapping.find_header({normalise_header(n): n for n in names if n != SOURCE_ROW}, aliases)
+        if header is None or SOURCE_ROW not in names:
+            continue
+        rows = pq.read_table(path, columns=[header, SOURCE_ROW])
+        ids = mapping.blank_to_null(rows[header].cast(pa.string()))  # as `map_batch` reads source_record_id
+        parts.append(
+            pa.table(
+                {
+                    "b": pa.array(np.full(rows.num_rows, index, dtype=np.int64)),
+                    "source_row": rows[SOURCE_ROW].cast(pa.int64()),
+                    "record_key": pc.binary_join_element_wise(f"{b.agency}:", ids, ""),
+                }
+            ).filter(pc.is_valid(ids))
+        )
+    schema = pa.schema([("b", pa.int64()), ("source_row", pa.int64()), ("record_key", pa.string())])
+    return pa.concat_tables([t.cast(schema) for t in parts]) if parts else schema.empty_table()
+
+
+def _create_backlog(
+    con: duckdb.DuckDBPyConnection,
+    zones: Zones,
+    batches: Sequence[StagedBatch],
+    record_ids: Mapping[str, Sequence[str]],
+) -> None:
+    """TEMP TABLE `quarantine_backlog` (batch_id, agency, source_row, record_key): the quarantined rows still
+    held back, the figure `sdmi status`, `sdmi quarantine` and `data_quality.rows_still_quarantined` give.
+
+    Summing each file's quarantined rows counted a row the officer sent back still broken once per file, and a
+    row sent back corrected (accepted, published) for ever. A quarantined row is known across files by its
+    record (`record_key` from the agency's record id, `_quarantined_identities`): it is counted once, where it
+    was last quarantined, and not at all once a later processed file accepted that record (a held file's
+    rows are not published, so they fix nothing). A row without a record id (an agency whose rows are
+    fingerprinted: a corrected row is another fingerprint) cannot be followed and stays counted."""
+    staged = [b for b in batches if b.status in ("processed", "held")]
+    issue_files = [(i, zones.staging / b.batch_id / "issues.parquet") for i, b in enumerate(staged)]
+    issue_files = [(i, p) for i, p in issue_files if p.is_file()]
+    con.register(
+        "_backlog_batches",
+        pa.table(
+            {
+                "b": pa.array(range(len(staged)), pa.int64()),
+                "batch_id": pa.array([b.batch_id for b in staged], pa.string()),
+                "agency": pa.array([b.agency for b in staged], pa.string()),
+                "seq": pa.array([b.seq for b in staged], pa.int64()),
+            }
+        ),
+    )
+    identities = _quarantined_identities(zones, staged, record_ids)
+    con.register("_backlog_identities", identities)
+    if issue_files:
+        files, which = _tagged_files(issue_files, "b")
+        critical = (
+            f"SELECT DISTINCT m.b, i.source_row FROM read_parquet({files}, filename = true) i "
+            f"JOIN ({which}) m ON m.f = i.filename WHERE i.severity = {_lit(CRITICAL)} AND i.source_row IS NOT NULL"
+        )
+    else:
+        critical = "SELECT NULL::BIGINT AS b, NULL::BIGINT AS source_row WHERE false"
+    # accepted versions of those records in processed files after the agency's first quarantined one: only the
+    # record_key column of those files is read
+    first: dict[str, int] = {}
+    for b in pc.unique(identities["b"]).to_pylist():
+        first[staged[b].agency] = min(first.get(staged[b].agency, staged[b].seq), staged[b].seq)
+    later = [b for b in staged if b.status == "processed" and b.agency in first and b.seq > first[b.agency]]
+    later = [(b, zones.staging / b.batch_id / "accepted.parquet") for b in later]
+    later = [(b, p) for b, p in later if p.is_file()]
+    if later:
+        files, which = _tagged_files([(b.seq, p) for b, p in later], "seq")
+        accepted = (
+            f"SELECT a.record_key, max(m.seq) AS seq FROM read_parquet({files}, filename = true) a "
+            f"JOIN ({which}) m ON m.f = a.filename SEMI JOIN _backlog_identities q ON q.record_key = a.record_key "
+            f"GROUP BY a.record_key"
+        )
+    else:
+        accepted = "SELECT NULL::VARCHAR AS record_key, NULL::BIGINT AS seq WHERE false"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {QUARANTINE_BACKLOG} AS
+        WITH q AS (
+            SELECT c.b, c.source_row, k.record_key, s.batch_id, s.agency, s.seq
+            FROM ({critical}) c JOIN _backlog_batches s USING (b)
+            LEFT JOIN _backlog_identities k ON k.b = c.b AND k.source_row = c.source_row
+        ), latest AS (
+            SELECT * FROM q WHERE record_key IS NULL
+            UNION ALL
+            SELECT * FROM q WHERE record_key IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY record_key ORDER BY seq DESC, source_row DESC) = 1
+        )
+        SELECT l.batch_id, l.agency, l.source_row, l.record_key
+        FROM latest l LEFT JOIN ({accepted}) a ON a.record_key = l.record_key
+        WHERE a.seq IS NULL OR a.seq <= l.seq  -- accepted only in the same file: still a row to fix
+        """
+    )
+    con.unregister("_backlog_batches")
+    con.unregister("_backlog_identities")
+
+
+def quarantine_backlog(
+    zones: Zones, batches: Sequence[StagedBatch], record_ids: Mapping[str, Sequence[str]]
+) -> pa.Table:
+    """The quarantined rows still held back (`_create_backlog`), read from staging: batch_id, agency,
+    source_row, record_key (NULL where the row has no record id)."""
+    con = duckdb.connect(config=settings.DUCKDB_CONFIG)
+    try:
+        _create_backlog(con, zones, batches, record_ids)
+        return con.sql(f"SELECT * FROM {QUARANTINE_BACKLOG} ORDER BY batch_id, source_row").to_arrow_table()
+    finally:
+        con.close()
+
+
+def _build_quality(
+    con: duckdb.DuckDBPyConnection,
+    zones: Zones,
+    batches: Sequence[BatchRef],
+    agencies: Mapping[str, AgencyConfig],
+) -> None:
+    """Per file: status and counts, and rows per rule broken (counts only, never row values).
+
+    Each file's counts are its own: a row sent again is quarantined (or accepted) in each file that holds it,
+    so the sum of `rows_quarantined` over files is no backlog; `rows_still_quarantined` is (`_create_backlog`).
+    Nothing of a held file is published: its rows that passed the checks are `rows_held`, not `rows_accepted`
+    (read = accepted + held + quarantined for every file)."""
     con.execute(
         """
         CREATE TABLE data_quality_rules AS
@@ -531,15 +702,21 @@ def _build_quality(con: duckdb.DuckDBPyConnection) -> None:
         ORDER BY 1, 3
         """
     )
+    _create_backlog(con, zones, batches, {a: cfg.record_id for a, cfg in agencies.items()})
     con.execute(
-        """
+        f"""
         CREATE TABLE data_quality AS
         SELECT b.batch_id, b.agency, b.file_name, b.file_sha256, b.received_at, b.seq, b.status,
-               b.rows_read, b.rows_accepted, b.rows_quarantined, b.rows_warned,
-               coalesce(r.rows_by_rule, MAP {}::MAP(VARCHAR, BIGINT)) AS rows_by_rule
+               b.rows_read,
+               CASE WHEN b.status = 'held' THEN 0 ELSE b.rows_accepted END AS rows_accepted,
+               b.rows_quarantined, b.rows_warned,
+               coalesce(r.rows_by_rule, MAP {{}}::MAP(VARCHAR, BIGINT)) AS rows_by_rule,
+               CASE WHEN b.status = 'held' THEN b.rows_accepted ELSE 0 END AS rows_held,
+               coalesce(q.rows, 0) AS rows_still_quarantined
         FROM _batches b
         LEFT JOIN (SELECT batch_id, map(list(rule_id ORDER BY rule_id), list(rows ORDER BY rule_id)) AS rows_by_rule
                    FROM data_quality_rules GROUP BY batch_id) r USING (batch_id)
+        LEFT JOIN (SELECT batch_id, count(*) AS rows FROM {QUARANTINE_BACKLOG} GROUP BY batch_id) q USING (batch_id)
         ORDER BY b.seq
         """
     )
@@ -952,7 +1129,7 @@ def publish(
             _build_placements(con, building / "parquet", match_window_days)
             con.execute(f"DETACH {SCRATCH}")  # frees the build's memory before the audits read the release
             _remove_scratch(scratch)
-            _build_quality(con)
+            _build_quality(con, zones, batches, agencies)
             views = _create_views(con, sql_dir)
             tables = [
                 r[0]

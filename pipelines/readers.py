@@ -115,6 +115,7 @@ class ReadResult:
     row_issues: pa.Table = field(default_factory=ISSUE_SCHEMA.empty_table)
     warnings: list[Bilingual] = field(default_factory=list)
     stream: Callable[[int, int | None, list[Bilingual]], Iterator[Chunk]] | None = None
+    returned_rejected_rows: bool = False  # the agency's rejected_rows file sent back (`_read_returned_rejected_rows`)
 
     @property
     def schema(self) -> pa.Schema:
@@ -463,6 +464,7 @@ def _read_returned_rejected_rows(path: Path, fmt: str, options: ReadOptions, exp
     result = _read_xlsx(path, detect, expected) if fmt == "xlsx" else _read_csv(path, detect, expected)
     if not _names_rejected_rows_columns(result.header):
         return None
+    result.returned_rejected_rows = True
     shown = fmt.upper()
     result.warnings.insert(
         0,

@@ -1,17 +1,24 @@
-"""The shared schema (`schemas/placement.yaml`): loaded once, validated, and the source of every field list."""
+"""The shared schema (`schemas/placement.yaml`): loaded once, validated, and the source of every field list.
+
+Validated for meaning too, not only for shape: everything generated from it (the GX suite, the DDL) and every
+run trusts it, so a code list that does not exist, a check its field's type cannot take or a regular expression
+that does not compile is refused on load, naming the file, before any file is claimed.
+"""
 
 from __future__ import annotations
 
+import csv
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines import settings
-from pipelines.problems import Bilingual, ConfigError
+from pipelines.config import SCHEMA, config_error, read_yaml, validation_problems
+from pipelines.problems import Bilingual
 
 
 class _Strict(BaseModel):
@@ -35,6 +42,56 @@ class Check(_Strict):
     regex: str | None = None
     min: Any = None
     max: Any = None
+
+
+# Suite parameters a `between` check may name as {$PARAMETER: name}: `validate.parameters_for` supplies them.
+SUITE_PARAMETERS = ("run_date", "data_begins")
+# The field types each check can judge: GX compares numbers and datetimes in `between`, text in `pattern`.
+CHECK_TYPES = {"between": ("integer", "date", "timestamp"), "pattern": ("string",)}
+
+
+def _bound_problem(bound: Any, field_type: str) -> str | None:
+    """Why `bound` cannot be a `between` limit of a field of `field_type`, or None. A date's limit must be a
+    parameter: GX cannot compare a date column with a date written out (every row fails with an error)."""
+    if bound is None:
+        return None
+    if isinstance(bound, dict):
+        if set(bound) != {"$PARAMETER"} or bound["$PARAMETER"] not in SUITE_PARAMETERS:
+            return f"a parameter is {{$PARAMETER: name}} with name one of {list(SUITE_PARAMETERS)}, not {bound!r}"
+        return None
+    if field_type != "integer":
+        return (
+            f"{bound!r}: a {field_type}'s limit is a parameter, {{$PARAMETER: run_date}} or {{$PARAMETER: data_begins}}"
+        )
+    if isinstance(bound, bool) or not isinstance(bound, int | float):
+        return f"{bound!r} is not a number"
+    return None
+
+
+def check_problems(field: FieldSpec, check: Check) -> list[str]:
+    """What is wrong with one check of one field: a rule its type cannot take, or arguments it cannot use."""
+    where = f"fields.{field.name}.checks.{check.rule_id}"
+    allowed = CHECK_TYPES.get(check.rule)
+    if allowed and field.type not in allowed:
+        return [f"{where}: rule {check.rule!r} needs a field of type {' or '.join(allowed)}, not {field.type!r}"]
+    problems = []
+    if check.rule == "pattern":
+        if check.regex is None:
+            problems.append(f"{where}: rule 'pattern' needs a regex")
+        else:
+            try:
+                re.compile(check.regex)
+            except re.error as exc:
+                problems.append(f"{where}: not a valid regular expression '{check.regex}': {exc}")
+    elif check.regex is not None:
+        problems.append(f"{where}: regex is only for rule 'pattern'")
+    if check.rule == "between":
+        if check.min is None and check.max is None:
+            problems.append(f"{where}: rule 'between' needs a min, a max or both")
+        problems += [f"{where}: {p}" for b in (check.min, check.max) if (p := _bound_problem(b, field.type))]
+    elif check.min is not None or check.max is not None:
+        problems.append(f"{where}: min and max are only for rule 'between'")
+    return problems
 
 
 class FieldMessages(_Strict):
@@ -88,6 +145,13 @@ class PlacementSchema(_Strict):
     file_requirements: list[list[str]] = Field(default_factory=list)
     fields: list[FieldSpec]
 
+    @model_validator(mode="after")
+    def _means_something(self) -> PlacementSchema:
+        problems = schema_problems(self)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     def field(self, name: str) -> FieldSpec:
         for f in self.fields:
             if f.name == name:
@@ -112,16 +176,48 @@ class PlacementSchema(_Strict):
         return pa.schema([pa.field(f.name, f.arrow_type) for f in chosen])
 
 
-def load_schema_file(path: Path) -> PlacementSchema:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        schema = PlacementSchema.model_validate(raw)
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise ConfigError(f"{path}: invalid schema: {exc}") from None
+def codelist_path(name: str) -> Path:
+    return settings.CODELISTS_DIR / f"{name}.csv"
+
+
+@cache
+def codelist_codes(name: str) -> frozenset[str]:
+    """The codes of one code list, read with `csv` alone: checking the configuration at start-up must not pay for
+    pandas, which building Arrow from Python lists imports (0.3-0.5 s; an idle `sdmi run` never needs it).
+    From `settings.CODELISTS_DIR`, which follows SDMI_PROJECT_DIR."""
+    with codelist_path(name).open(encoding="utf-8", newline="") as f:
+        return frozenset(row.get("code") or "" for row in csv.DictReader(f))
+
+
+def schema_problems(schema: PlacementSchema) -> list[str]:
+    """Every way the schema would fail later (a KeyError in `generate`, GX failing every row, an agency blamed):
+    field names and rule ids twice, a code list without its file, checks their field cannot take."""
     names = schema.names()
-    if len(names) != len(set(names)):
-        raise ConfigError(f"{path}: duplicate field names")
-    return schema
+    problems = [f"field {n!r} is defined twice" for n in sorted({n for n in names if names.count(n) > 1})]
+    for group in schema.file_requirements:
+        problems += [f"file_requirements: {n!r} is not a field" for n in group if n not in names]
+    rule_ids: list[str] = []
+    for f in schema.fields:
+        if f.codelist and not codelist_path(f.codelist).is_file():
+            missing = codelist_path(f.codelist)
+            known = ", ".join(sorted(p.stem for p in settings.CODELISTS_DIR.glob("*.csv")))
+            problems.append(f"fields.{f.name}.codelist: no code list {f.codelist!r} ({missing} does not exist; "
+                            f"known: {known})")  # fmt: skip
+        rule_ids += [f"required.{f.name}"] if f.required else []
+        rule_ids += [f"codelist.{f.name}"] if f.codelist else []
+        for c in f.checks:
+            rule_ids.append(c.rule_id)
+            problems += check_problems(f, c)
+    problems += [f"rule id {r!r} is used twice" for r in sorted({r for r in rule_ids if rule_ids.count(r) > 1})]
+    return problems
+
+
+def load_schema_file(path: Path) -> PlacementSchema:
+    raw = read_yaml(path)
+    try:
+        return PlacementSchema.model_validate(raw)
+    except ValidationError as exc:
+        raise config_error(path, *validation_problems(exc, raw), what=SCHEMA) from None
 
 
 @cache

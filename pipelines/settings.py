@@ -213,13 +213,26 @@ def workers() -> int:
     return int(value) or max(2, os.cpu_count() or 2)
 
 
+# A scheme Dask speaks across machines (none: tcp), a host name, IPv4 or [IPv6] address, and a port.
+_DASK_ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
 def dask_address() -> str | None:
-    """An existing Dask scheduler (SDMI_DASK_ADDRESS, e.g. tcp://scheduler:8786) instead of a local cluster."""
-    return os.environ.get("SDMI_DASK_ADDRESS", "").strip() or None
+    """An existing Dask scheduler (SDMI_DASK_ADDRESS, e.g. tcp://scheduler:8786) instead of a local cluster.
+    Its form is checked with the other settings: Dask's own error came only after the inbox was claimed.
+    Whether the scheduler answers is checked by `flows.make_task_runner`, also before anything is claimed."""
+    value = os.environ.get("SDMI_DASK_ADDRESS", "").strip()
+    if not value:
+        return None
+    form = _DASK_ADDRESS.fullmatch(value)
+    if not form or not 0 < int(form.group(1)) < 65536:
+        raise _setting_error("SDMI_DASK_ADDRESS", value, "alamat penjadwal Dask seperti tcp://scheduler:8786",
+                             "a Dask scheduler address such as tcp://scheduler:8786")  # fmt: skip
+    return value
 
 
 SETTINGS_CHECKED = (stable_seconds, task_runner, workers, chunk_rows, chunk_bytes, publish_memory_limit,
-                    prefect_server_timeout)  # fmt: skip
+                    prefect_server_timeout, dask_address)  # fmt: skip
 
 
 def check_settings() -> None:

@@ -73,6 +73,125 @@ def split(
 
 
 MASK = "•••"  # as the officer's page masks what it must not show
+RAGGED_ROW = "read.ragged_row"  # its own value says how many fields the row had: kept
+
+
+def _normalised(sql: str) -> str:
+    """Lower case, letters and digits only: how a value and an identifier are compared."""
+    return f"regexp_replace(lower({sql}), '[^\\p{{L}}\\p{{N}}]+', '', 'g')"
+
+
+def _normalised_plain(sql: str) -> str:
+    """`_normalised` for every row of a chunk: lower case without the separators typed between words and digits.
+    Six `replace` cost less than half the Unicode regex over 200,000 values, and the values compared per row are
+    the agency's own typing of the same person."""
+    out = f"lower({sql})"
+    for separator in (" ", ".", "-", "/", ",", "_"):
+        out = f"replace({out}, '{separator}', '')"
+    return out
+
+
+def _identifier_texts(
+    harmonised: pa.Schema, present: list[str], normalised: Callable[[str], str] = _normalised
+) -> list[str]:
+    """SQL texts of the row's direct identifiers (table alias `h`), normalised as `normalised` does."""
+    cleaned = {"nik", "passport_number"}  # harmonise keeps only their digits and letters: no regex needed
+    texts = []
+    for name in present:
+        column = f'h."{name}"'
+        if pa.types.is_date(harmonised.field(name).type):
+            texts += [f"strftime({column}, '%d%m%Y')", f"strftime({column}, '%Y%m%d')"]
+        elif name in cleaned:
+            texts.append(f"lower({column})")
+        else:
+            texts.append(normalised(f"CAST({column} AS VARCHAR)"))
+    return texts
+
+
+def _holds(value_sql: str, texts: list[str]) -> str:
+    """SQL: the normalised value holds one of the identifiers (of 4 characters or more)."""
+    return "coalesce(" + " OR ".join(f"(length({t}) >= 4 AND contains({value_sql}, {t}))" for t in texts) + ", false)"
+
+
+def free_text_fields(schema: PlacementSchema) -> list[str]:
+    """Published text copied from the agency's cells as it came (no code list): where a worker's identity can be
+    typed by mistake, or used as the agency's own record number."""
+    return [f.name for f in schema.fields if f.origin == "mapped" and f.type == "string" and f.published
+            and f.codelist is None]  # fmt: skip
+
+
+def remove_identifier_copies(harmonised: pa.Table, schema: PlacementSchema | None = None) -> tuple[pa.Table, pa.Table]:
+    """The harmonised rows with any free-text field that holds the same row's NIK, name, passport number or birth
+    date emptied, and a warning per emptied cell (the value not quoted).
+
+    These fields are published: a name typed into the job title column, or a NIK used as the agency's record
+    number, would reach analysts. When the record number is emptied, `record_key` (agency code + record number)
+    is keyed as well: by the worker key (the HMAC of the same NIK, or passport), which stays the same when the
+    record is sent again, so a resent record still supersedes the one before.
+    """
+    from pipelines.harmonise import rules
+    from pipelines.problems import ISSUE_SCHEMA
+
+    schema = schema or load_schema()
+    present = [f for f in schema.direct_identifiers() if f in harmonised.column_names]
+    fields = [f for f in free_text_fields(schema) if f in harmonised.column_names]
+    if not harmonised.num_rows or not present or not fields:
+        return harmonised, ISSUE_SCHEMA.empty_table()
+    # Each text normalised once, in a materialised CTE: inlined, each comparison normalised it again (5x slower).
+    ids = _identifier_texts(harmonised.schema, present, _normalised_plain)
+    texts = [f"t{k}" for k in range(len(ids))]
+    normalised = [f"{e} AS {t}" for e, t in zip(ids, texts, strict=True)]
+    normalised += [f"{_normalised_plain('h.' + _q(name))} AS {_q(name)}" for name in fields]
+    hits = ", ".join(f"{_holds(_q(name), texts)} AS {_q(name)}" for name in fields)
+    con = settings.scratch_duckdb()
+    try:
+        con.register("h", harmonised.select(["source_row", *present, *fields]))
+        found = con.sql(
+            f"WITH n AS MATERIALIZED (SELECT source_row, {', '.join(normalised)} FROM h) "
+            f"SELECT * FROM (SELECT source_row, {hits} FROM n) WHERE {' OR '.join(map(_q, fields))}"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    if not found.num_rows:
+        return harmonised, ISSUE_SCHEMA.empty_table()
+    spec = rules()["stage.personal_data_in_field"]
+    issues = []
+    for name in fields:
+        rows = found.filter(found[name])["source_row"]
+        if not len(rows):
+            continue
+        emptied = pc.is_in(harmonised["source_row"], value_set=rows.combine_chunks())
+        column = harmonised[name]
+        harmonised = harmonised.set_column(
+            harmonised.schema.get_field_index(name), name, pc.if_else(emptied, pa.scalar(None, column.type), column)
+        )
+        if name == "source_record_id" and "record_key" in harmonised.column_names:
+            keyed = pc.binary_join_element_wise(harmonised["source_agency"], "wk", harmonised["worker_key"], ":")
+            harmonised = harmonised.set_column(
+                harmonised.schema.get_field_index("record_key"),
+                "record_key",
+                pc.if_else(pc.and_(emptied, pc.is_valid(keyed)), keyed, harmonised["record_key"]),
+            )
+        n = len(rows)
+        issues.append(
+            pa.table(
+                {
+                    "source_row": rows,
+                    "rule_id": [f"stage.personal_data_in_field.{name}"] * n,
+                    "severity": [spec["severity"]] * n,
+                    "field": [name] * n,
+                    "value": pa.nulls(n, pa.string()),
+                    "message_id": [spec["message"]["id"].replace("{field}", name)] * n,
+                    "message_en": [spec["message"]["en"].replace("{field}", name)] * n,
+                },
+                schema=ISSUE_SCHEMA,
+            )
+        )
+    return harmonised, pa.concat_tables(issues)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def mask_identifier_values(issues: pa.Table, harmonised: pa.Table, schema: PlacementSchema | None = None) -> pa.Table:
@@ -83,35 +202,25 @@ def mask_identifier_values(issues: pa.Table, harmonised: pa.Table, schema: Place
     worker's own name or passport typed into another column would be shown too. The page's redactor only knows
     the identifiers of quarantined rows; an accepted row with a warning is quoted as well. Compared without case,
     spaces or punctuation, a value containing the identifier counts (names and numbers of 4 characters or more).
+    A row with more or fewer fields than the header has its values in other columns than their own (a passport
+    under sex): none of its values is quoted.
     """
     schema = schema or load_schema()
     present = [f for f in schema.direct_identifiers() if f in harmonised.column_names]
     if not issues.num_rows or not present or pc.all(pc.is_null(issues["value"])).as_py():
         return issues
-
-    def norm(sql: str) -> str:
-        return f"regexp_replace(lower({sql}), '[^\\p{{L}}\\p{{N}}]+', '', 'g')"
-
-    cleaned = {"nik", "passport_number"}  # harmonise keeps only their digits and letters: no regex needed
-    texts = []
-    for name in present:
-        column = f'h."{name}"'
-        if pa.types.is_date(harmonised.schema.field(name).type):
-            texts += [f"strftime({column}, '%d%m%Y')", f"strftime({column}, '%Y%m%d')"]
-        elif name in cleaned:
-            texts.append(f"lower({column})")
-        else:
-            texts.append(norm(f"CAST({column} AS VARCHAR)"))
-    hits = " OR ".join(f"(length({t}) >= 4 AND contains(v.nv, {t}))" for t in texts)
+    hits = _holds("v.nv", _identifier_texts(harmonised.schema, present))
     con = settings.scratch_duckdb()
     try:
         con.register("i", issues.append_column("n", pa.array(range(issues.num_rows), pa.int64())))
         con.register("h", harmonised.select(["source_row", *present]))
         masked = con.sql(
             f"""
-            WITH v AS (SELECT *, {norm("value")} AS nv FROM i),
+            WITH ragged AS (SELECT source_row FROM i WHERE rule_id = '{RAGGED_ROW}'),
+            v AS (SELECT *, {_normalised("value")} AS nv FROM i),
             m AS (
-                SELECT v.*, v.value IS NOT NULL AND coalesce({hits}, false) AS hit
+                SELECT v.*, v.value IS NOT NULL AND v.rule_id <> '{RAGGED_ROW}'
+                            AND ({hits} OR v.source_row IN (SELECT source_row FROM ragged)) AS hit
                 FROM v LEFT JOIN h ON h.source_row = v.source_row
             )
             SELECT source_row, rule_id, severity, field,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipelines import config
+from pipelines import config, settings
 from pipelines import publish as pub
 from pipelines.inbox import files_in_subfolders, not_onboarded_warning, subfolders_warning, waiting_files
 from pipelines.ledger import FINAL, IN_FLIGHT, Ledger
@@ -41,7 +40,10 @@ def collect(zones: Zones) -> dict:
                 {"agency": e.agency, "file": e.file_name, "status": e.status, "attempts": e.attempts,
                  "since": e.received_at.isoformat(), "old": now - e.received_at > STUCK_AFTER}
             )  # fmt: skip
-        info["quarantine"] = sum(e.rows_quarantined or 0 for e in ledger.files(status=("processed", "held")))
+        staged = ledger.files(status=("processed", "held"))
+        # rows still held back (a row sent again counted once, a corrected one no more); the per-file sum beside it
+        info["quarantine"] = pub.quarantine_backlog(zones, staged, _record_ids()).num_rows
+        info["quarantined_in_files"] = sum(e.rows_quarantined or 0 for e in staged)
         info["last_runs"] = ledger.runs(3)
     try:
         inbox = read_inbox(zones)
@@ -106,6 +108,7 @@ def publish_needed(zones: Zones) -> bool:
     batches (id, file hash, order, status, attempts), the agencies' priorities, the schema version and the
     publish parameters. The parameters are those the newest release recorded: `publish_flow` passes none, so
     they change only with the code. A missing or half-switched current release is published again, as before.
+    While rolled back, files rejected or held since do not count: they would publish no record.
     """
     if not zones.ledger_db.exists():
         return False
@@ -121,8 +124,29 @@ def publish_needed(zones: Zones) -> bool:
     # `_release_id` reads a batch's id, file hash, order, status and attempts (a replay that leaves the status as
     # it was still restaged the batch): a ledger entry has the same five fields.
     # An id is "<time built>-<hash of the inputs>"; the time is not compared.
-    would_build = pub._release_id(finished, config.agencies(), manifest.get("parameters") or {})
-    return would_build.rsplit("-", 1)[1] != newest.release_id.rsplit("-", 1)[1]
+    agencies, parameters = config.agencies(), manifest.get("parameters") or {}
+
+    def differs(batches: list) -> bool:
+        return pub._release_id(batches, agencies, parameters).rsplit("-", 1)[1] != newest.release_id.rsplit("-", 1)[1]
+
+    if not differs(finished):
+        return False
+    if newest.release_id == (pub.current_release(zones) or ""):
+        return True
+    # Rolled back: a file rejected or held since adds a line to data_quality, not a record; only what analysts'
+    # tables would hold ends the rollback. The newest release's own rejected and held batches stand in for today's.
+    built = [_BuiltBatch(**{k: b[k] for k in _BuiltBatch._fields if k in b}) for b in manifest.get("batches", [])]
+    return differs([e for e in finished if e.status == "processed"] + [b for b in built if b.status != "processed"])
+
+
+class _BuiltBatch(NamedTuple):
+    """A batch as a release's manifest lists it: the fields `publish._release_id` reads."""
+
+    batch_id: str
+    sha256: str
+    seq: int
+    status: str
+    attempts: int = 0  # manifests written before attempts counted
 
 
 def idle_summary(zones: Zones, publish: bool, wait_seconds: float = 0) -> dict | None:
@@ -150,7 +174,7 @@ def idle_summary(zones: Zones, publish: bool, wait_seconds: float = 0) -> dict |
     counts = (release or {}).get("counts") or {}
     summary: dict = dict.fromkeys(
         ("received", "duplicates", "processed", "held", "rejected", "errors", "unstable", "rows_read",
-         "rows_accepted", "rows_quarantined", "rows_warned", "exit_code"), 0,
+         "rows_accepted", "rows_held", "rows_quarantined", "rows_warned", "exit_code"), 0,
     )  # fmt: skip
     summary.update(
         rows_published=counts.get("placement_records"),
@@ -213,7 +237,14 @@ def render(info: dict, console: Console) -> None:
             "merilisnya. / Files finished (or configuration changed) since the current release: the next publish "
             "releases them.[/yellow]"
         )
-    console.print(f"rows in quarantine: {info['quarantine']}")
+    console.print(
+        f"baris dalam karantina (belum diperbaiki) / rows in quarantine (not yet fixed): {info['quarantine']}"
+    )
+    if info.get("quarantined_in_files", info["quarantine"]) != info["quarantine"]:
+        console.print(
+            f"  jumlah per berkas / per-file sum: {info['quarantined_in_files']} (baris yang dikirim ulang dihitung "
+            "di setiap berkas, yang sudah diperbaiki juga / a row sent again counts in every file, a fixed one too)"
+        )
     waiting = ", ".join(f"{a}: {n}" for a, n in info["inbox"].items()) or "none"
     console.print(f"waiting in inbox: {waiting}")
     if info.get("not_onboarded"):
@@ -226,29 +257,43 @@ def render(info: dict, console: Console) -> None:
                       f"{s['status']}, attempts {s['attempts']}[/yellow]")  # fmt: skip
 
 
+def _record_ids() -> dict[str, list[str]]:
+    """Each agency's record-id headers, which follow a quarantined row across files. An agency whose YAML does
+    not load has none here: its quarantined rows are then counted as rows without a record id."""
+    try:
+        return {code: cfg.record_id for code, cfg in config.agencies().items()}
+    except ConfigError:
+        found = {}
+        for path in sorted(settings.AGENCIES_DIR.glob("*.yaml")):
+            try:
+                found[path.stem] = config.load_agency_file(path).record_id
+            except ConfigError:
+                continue
+        return found
+
+
 def quarantine_summary(zones: Zones, agency: str | None = None) -> list[dict]:
+    """Rows still held back (`publish.quarantine_backlog`: a row sent again counted once, where it was last
+    quarantined; a row a later file got accepted no more), by agency and rule: rows, and the files they are in."""
     if not zones.ledger_db.exists():
         return []
-    ledger = Ledger(zones.ledger_db)
-    entries = [e for e in ledger.files(status=("processed", "held")) if agency in (None, e.agency)]
-    paths = [str(zones.staging / e.batch_id / "issues.parquet") for e in entries]
-    paths = [p for p in paths if os.path.exists(p)]
+    entries = Ledger(zones.ledger_db).files(status=("processed", "held"), agency=agency)
+    backlog = pub.quarantine_backlog(zones, entries, _record_ids())
+    paths = sorted({str(zones.staging / b / "issues.parquet") for b in backlog["batch_id"].to_pylist()})
     if not paths:
         return []
     con = duckdb.connect()
     try:
+        con.register("backlog", backlog)
         rows = con.execute(
-            "SELECT split_part(filename, '/', -2) AS batch, rule_id, count(DISTINCT source_row) AS n "
-            "FROM read_parquet($p, filename = true) WHERE severity = 'critical' GROUP BY ALL",
+            "SELECT q.agency, i.rule_id, count(DISTINCT (q.batch_id, q.source_row)) AS n, "
+            "count(DISTINCT q.batch_id) AS files "
+            "FROM read_parquet($p, filename = true) i "
+            "JOIN backlog q ON q.batch_id = split_part(i.filename, '/', -2) AND q.source_row = i.source_row "
+            "WHERE i.severity = 'critical' GROUP BY ALL",
             {"p": paths},
         ).fetchall()
     finally:
         con.close()
-    agency_of = {e.batch_id: e.agency for e in entries}
-    out: dict[tuple[str, str], dict] = {}
-    for batch, rule, n in rows:
-        key = (agency_of.get(batch, "?"), rule)
-        slot = out.setdefault(key, {"agency": key[0], "rule_id": rule, "rows": 0, "files": 0})
-        slot["rows"] += n
-        slot["files"] += 1
-    return sorted(out.values(), key=lambda r: (r["agency"], -r["rows"]))
+    out = [{"agency": a, "rule_id": rule, "rows": n, "files": files} for a, rule, n, files in rows]
+    return sorted(out, key=lambda r: (r["agency"], -r["rows"], r["rule_id"]))

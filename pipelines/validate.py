@@ -1,9 +1,10 @@
 """Validate: the harmonised batch against the GX suite derived from the shared schema.
 
 The suite is committed as JSON (`expectations/placement.json`, generated from `schemas/placement.yaml`)
-and loaded into an in-memory GX context, so running it never rewrites the committed file. The whole suite
-runs in one `validate()` call (GX hashes the DataFrame per call), failing rows come back by `source_row`,
-and `exclude_unexpected_values` keeps identifiers out of GX results.
+and loaded into an in-memory GX context, so running it never rewrites the committed file. A committed suite
+that is not what the schema and code lists build now is refused (exit 3), never run and never rebuilt
+silently. The whole suite runs in one `validate()` call (GX hashes the DataFrame per call), failing rows
+come back by `source_row`, and `exclude_unexpected_values` keeps identifiers out of GX results.
 """
 
 from __future__ import annotations
@@ -21,17 +22,19 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines import codelists, settings
-from pipelines.config import AgencyConfig, expectation_columns
+from pipelines import config, settings
+from pipelines.config import SCHEMA, AgencyConfig, config_error, expectation_columns
 from pipelines.problems import ISSUE_SCHEMA, ConfigError
-from pipelines.schema import PlacementSchema, load_schema
+from pipelines.schema import PlacementSchema, codelist_codes, load_schema
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: the start-up checks need only the suite (0.18 s)
+    import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -58,7 +61,9 @@ NULL_CHECK = "expect_column_values_to_not_be_null"
 
 
 def build_suite(schema: PlacementSchema | None = None) -> dict:
-    """The harmonised placement suite as GX 1.x JSON, derived field by field from the schema."""
+    """The harmonised placement suite as GX 1.x JSON, derived field by field from the schema. The code lists'
+    codes are read without pandas (`schema.codelist_codes`): runs compare the committed suite with this one
+    before they start."""
     schema = schema or load_schema()
     expectations: list[dict] = []
     for f in schema.fields:
@@ -75,7 +80,7 @@ def build_suite(schema: PlacementSchema | None = None) -> dict:
             expectations.append(
                 {
                     "type": "expect_column_values_to_be_in_set",
-                    "kwargs": {"column": f.name, "value_set": sorted(codelists.codes(f.codelist))},
+                    "kwargs": {"column": f.name, "value_set": sorted(codelist_codes(f.codelist))},
                     "meta": {
                         "rule_id": f"codelist.{f.name}",
                         "severity": "critical",
@@ -124,9 +129,43 @@ def suite_json(schema: PlacementSchema | None = None) -> str:
     return json.dumps(build_suite(schema), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
 
 
+GX_SUITE = ("Rangkaian GX", "GX suite")
+RUN_GENERATE = "jalankan / run `sdmi schema generate`, tinjau dan commit hasilnya / review and commit the result"
+
+
 @cache
 def _committed_suite(path: str) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The committed suite, refused (ConfigError) unless it is exactly what the schema and the code lists build
+    now: it is a reviewed artefact, and a stale one judges rows by rules nobody wrote any more (a code added to a
+    code list, harmonised as valid, quarantined by the old value set; the agency blamed). Run neither the old
+    suite nor a silently rebuilt one: `sdmi schema generate`, then review and commit. Once per process, ~10 ms."""
+    try:
+        committed = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise config_error(path, f"tidak dapat dibaca / cannot be read: {exc}", RUN_GENERATE, what=GX_SUITE) from None
+    built = json.loads(suite_json())
+    if committed != built:
+        raise config_error(
+            path,
+            "tidak cocok dengan skema dan daftar kode / does not match the schema and the code lists "
+            f"({stale_rules(committed, built)})",
+            RUN_GENERATE,
+            what=GX_SUITE,
+        )
+    return committed
+
+
+def stale_rules(committed: dict, built: dict) -> str:
+    """Which rules differ between two suites, by rule id (the suite's own header when no rule does)."""
+
+    def by_rule(suite: dict) -> dict[str, Any]:
+        return {(e.get("meta") or {}).get("rule_id"): e for e in suite.get("expectations") or []}
+
+    old, new = by_rule(committed), by_rule(built)
+    differ = sorted(str(r) for r in old.keys() | new.keys() if old.get(r) != new.get(r))
+    if not differ:
+        return "its name or header"
+    return "rules " + ", ".join(differ[:10]) + (f" and {len(differ) - 10} more" if len(differ) > 10 else "")
 
 
 @cache
@@ -210,6 +249,8 @@ def _to_pandas(
     keep = [c for c in table.column_names if (columns is None or c in columns or c == index) and c not in substitutes]
     standing = {c: _stand_in(table[c], kind) for c, kind in substitutes.items()}
     table = table.select(keep)
+    import pandas as pd
+
     df = table.to_pandas(date_as_object=False, timestamp_as_object=False)
     for column in table.schema:
         if pa.types.is_string(column.type):
@@ -264,23 +305,28 @@ def suite_columns(suite_dict: dict) -> set[str]:
     return {column for e in suite_dict["expectations"] for column in expectation_columns(e["kwargs"])}
 
 
+def agency_expectations(cfg: AgencyConfig) -> list[dict]:
+    """The agency's own expectations, as suite entries."""
+    return [
+        {
+            "type": extra.expectation,
+            "kwargs": extra.kwargs,
+            "meta": {
+                "rule_id": extra.rule_id,
+                "severity": extra.severity,
+                "field": extra.kwargs.get("column"),
+                "message_id": extra.message_id,
+                "message_en": extra.message_en,
+            },
+        }
+        for extra in cfg.expectations
+    ]
+
+
 def suite_for(cfg: AgencyConfig, suite_path: Path = SUITE_PATH) -> dict:
     """The committed suite plus the agency's own expectations (a copy: the committed JSON is never touched)."""
     suite_dict = json.loads(json.dumps(_committed_suite(str(suite_path))))
-    for extra in cfg.expectations:
-        suite_dict["expectations"].append(
-            {
-                "type": extra.expectation,
-                "kwargs": extra.kwargs,
-                "meta": {
-                    "rule_id": extra.rule_id,
-                    "severity": extra.severity,
-                    "field": extra.kwargs.get("column"),
-                    "message_id": extra.message_id,
-                    "message_en": extra.message_en,
-                },
-            }
-        )
+    suite_dict["expectations"] += json.loads(json.dumps(agency_expectations(cfg)))
     suite_dict["name"] = f"placement_harmonised__{cfg.agency}"
     return suite_dict
 
@@ -324,17 +370,53 @@ def suite_problems(suite_dict: dict) -> list[str]:
     return problems
 
 
+AGENCY_EXPECTATIONS = ("Ekspektasi lembaga", "agency expectations")
+
+
 def check_agency(cfg: AgencyConfig, suite_path: Path = SUITE_PATH) -> None:
     """Refuse an agency whose expectations GX cannot run, or could run without quarantining a row, naming its
-    YAML file and each rule."""
-    problems = suite_problems(suite_for(cfg, suite_path))
+    YAML file and each rule. The shared suite is checked first (once a process), and its faults are the
+    schema's: they name placement.yaml, not an agency that has no expectation at all."""
+    check_shared_suite(suite_path)
+    problems = suite_problems({"expectations": agency_expectations(cfg)})
     if problems:
         where = cfg.source_file or cfg.agency
-        listed = "; ".join(problems)
-        raise ConfigError(
-            f"{where}: ekspektasi yang tidak dapat dipakai sebagai aturan baris / "
-            f"expectations that cannot be used as row rules: {listed}"
-        )
+        raise config_error(where, *(f"expectations: {p}" for p in problems), what=AGENCY_EXPECTATIONS)
+
+
+def check_agencies(suite_path: Path = SUITE_PATH) -> None:
+    """`check_agency` for every onboarded agency (GX is imported): what `ingest_flow` checks before it claims a
+    file, for the CLI to check once GX is imported and before a flow starts, so that a misspelt expectation
+    type is exit 3 with its message rather than a Prefect traceback first."""
+    for cfg in config.agencies().values():
+        check_agency(cfg, suite_path)
+
+
+@cache
+def _shared_suite_checked(suite_path: str) -> None:
+    problems = suite_problems(_committed_suite(suite_path))
+    if problems:
+        where = settings.SCHEMAS_DIR / "placement.yaml"
+        raise config_error(where, *(f"GX tidak dapat menjalankan / GX cannot run {p}" for p in problems), what=SCHEMA)
+
+
+def check_shared_suite(suite_path: Path = SUITE_PATH) -> None:
+    """The committed suite is current (`_committed_suite`) and GX can build every rule of it."""
+    _shared_suite_checked(str(suite_path))
+
+
+def check_configuration(suite_path: Path = SUITE_PATH, suite: bool = True, agencies: bool = True) -> None:
+    """Everything configured that can be checked without importing GX, before a command touches a file: the
+    schema, the rules file, (`agencies`) every agency mapping and (`suite`) the committed suite against what
+    they build. A ConfigError names the file. ~0.1 s; GX's own checks (`check_agency`) need its 2-3 s import."""
+    load_schema()
+    from pipelines.harmonise import rules
+
+    rules()  # a key twice, a misspelt one, not UTF-8: refused before any claim
+    if agencies:
+        config.agencies()
+    if suite:
+        _committed_suite(str(suite_path))
 
 
 def _expectation_suite(suite_dict: dict) -> Any:
@@ -344,12 +426,16 @@ def _expectation_suite(suite_dict: dict) -> Any:
     suite = ExpectationSuite(**suite_dict)
     if len(suite.expectations) != len(suite_dict["expectations"]):
         raise ConfigError(
-            f"GX left expectations out of suite {suite_dict['name']}: {'; '.join(suite_problems(suite_dict))}"
+            f"GX meninggalkan ekspektasi di luar rangkaian / GX left expectations out of suite {suite_dict['name']}: "
+            + "; ".join(suite_problems(suite_dict))
         )
     return suite
 
 
 def parameters_for(cfg: AgencyConfig, run_date: date | None = None) -> dict:
+    """The suite's parameters (`schema.SUITE_PARAMETERS`), as GX compares them with a date column."""
+    import pandas as pd
+
     return {"run_date": pd.Timestamp(run_date or date.today()), "data_begins": pd.Timestamp(cfg.data_begins)}
 
 

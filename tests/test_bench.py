@@ -27,6 +27,45 @@ def test_measure_reports_tree_rss_and_cpu(tmp_path: Path) -> None:
     assert m.cpu_s >= 0
 
 
+def _summary(**counts: object) -> str:
+    """The last stdout line of `sdmi run --json` (RunSummary.as_dict()), with the counts given."""
+    summary = {"received": 2, "processed": 2, "held": 0, "rejected": 0, "errors": 0, "rows_read": 1000,
+               "publish_failed": None, "timings": {"total": 1.0}, "exit_code": 0, **counts}  # fmt: skip
+    return 'sdmi: files {"total": 2}\n' + json.dumps(summary) + "\n"
+
+
+CRASHED = "import sys; print('sdmi: files {\"total\": 6}', flush=True); raise RuntimeError('crashed after claiming')"
+
+
+@pytest.mark.parametrize(
+    ("child", "why"),
+    [
+        (CRASHED, "exit code 1 and no JSON summary"),  # what Python exits with after a traceback: 1, as a held file
+        (f"import sys; sys.stdout.write({_summary()!r}); sys.exit(1)", "exit code 1, the summary's 0"),
+        (f"import sys; sys.stdout.write({_summary(errors=1, processed=1, exit_code=2)!r}); sys.exit(2)",
+         "1 file error"),
+        (f"import sys; sys.stdout.write({_summary(processed=1)!r})", "2 file.s. received, 1 processed"),
+        (f"import sys; sys.stdout.write({_summary(rows_read=600)!r})", "600 rows read, 1000 expected"),
+    ],
+    ids=["crashed", "exit-code-not-the-summarys", "file-error", "file-unaccounted", "rows-missing"],
+)  # fmt: skip
+def test_a_run_that_did_not_do_all_its_work_stops_the_bench_instead_of_counting_as_a_measurement(child, why):
+    import sys
+
+    m = bench.measure([sys.executable, "-c", child])
+    with pytest.raises(bench.RunFailed, match=why):
+        bench.run_summary(m, rows=1000)
+
+
+def test_a_progress_line_is_never_taken_for_the_summary_and_a_held_file_is_still_a_measurement():
+    import sys
+
+    assert bench._last_json('sdmi: files {"total": 6}\n') == {}
+    held = f"import sys; sys.stdout.write({_summary(processed=1, held=1, exit_code=1)!r}); sys.exit(1)"
+    summary = bench.run_summary(bench.measure([sys.executable, "-c", held]), rows=1000)
+    assert summary["held"] == 1 and summary["exit_code"] == 1
+
+
 @pytest.mark.slow
 def test_bench_runs_on_2000_rows_and_emits_the_fields(tmp_path: Path, prefect_home: Path, prefect_api, monkeypatch):
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)  # the session's server: no temporary server per run

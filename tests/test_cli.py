@@ -177,6 +177,26 @@ def test_status_names_folders_of_agencies_not_onboarded_apart_from_files_waiting
     assert "Folders of agencies not onboarded are not read: dinas_belum_terdaftar (2)" in said
 
 
+@pytest.mark.parametrize("command", [["run", "--home"], ["publish", "--home"], ["demo-data"]])
+def test_a_data_root_or_folder_that_is_a_file_exits_3_in_both_languages_without_a_traceback(command, tmp_path):
+    a_file = tmp_path / "bukan_folder"
+    a_file.write_text("x", encoding="utf-8")
+    done = _sdmi(*command, str(a_file))
+    assert done.returncode == 3, done.stderr
+    said = _said(done)
+    assert "Traceback" not in said and "adalah berkas, bukan folder" in said and "is a file, not a folder" in said
+
+
+def test_an_unexpected_error_exits_2_for_an_engineer_not_1_for_an_agency(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from pipelines import cli; cli.app.command('boom')(lambda: 1 / 0); "
+         "sys.argv = ['sdmi', 'boom']; cli.main()"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "ZeroDivisionError" in done.stderr
+
+
 def test_status_of_an_empty_home_says_no_release_yet(tmp_path):
     result = CliRunner().invoke(app, ["status", "--home", str(tmp_path)])
     assert result.exit_code == 0
@@ -228,6 +248,7 @@ def test_run_exits_3_before_any_file_when_an_agency_expectation_cannot_run(
     assert result.exit_code == 3, result.output
     said = result.output.replace("\n", "")  # the console wraps long lines
     assert f"{P3MI}.only_asia" in said and str(mapping_file) in said
+    assert "Traceback" not in said and "Flow run" not in said  # stopped before a flow began
     assert sorted(p.name for p in (home / "inbox" / P3MI).iterdir()) == ["bukan_data.csv", "kosong.csv"]
 
 
@@ -359,6 +380,29 @@ def test_replay_while_another_run_holds_the_writer_lock_exits_4_and_reopens_no_f
     assert ledger.get("ab" * 32).status == "rejected"
 
 
+@pytest.mark.parametrize("option", [("--agency", "p3mi_mitra_sejahteraa"), ("--sha256", "ffff")])
+def test_replay_of_an_agency_or_hash_that_matches_no_file_exits_3_naming_the_agencies_and_reopens_nothing(
+    tmp_path, key_file, option
+):
+    zones = Zones(tmp_path / "home").ensure()
+    ledger = Ledger(zones.ledger_db)
+    ledger.claim("ab" * 32, P3MI, "kosong.csv", 0)
+    ledger.finish("ab" * 32, "rejected", reason_code="empty_file")
+    done = _sdmi("replay", "--home", str(zones.home), "--key-file", str(key_file), *option)
+    assert done.returncode == 3, done.stderr
+    said = _said(done)
+    assert "Traceback" not in said and f"No processed file matches {' '.join(option)}" in said
+    assert f"agencies with files: {P3MI}" in said and "Tidak ada berkas yang cocok" in said
+    assert ledger.get("ab" * 32).status == "rejected"
+
+
+def test_replay_of_a_home_with_no_processed_file_says_so_and_exits_0(tmp_path, key_file):
+    zones = Zones(tmp_path / "home").ensure()
+    done = _sdmi("replay", "--home", str(zones.home), "--key-file", str(key_file))
+    assert done.returncode == 0, done.stderr
+    assert "no processed file to replay yet" in " ".join(done.stdout.split())
+
+
 # ------------------------------------------------------------------------------------------ configuration
 def _sdmi_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | env  # a temporary server, unless given
@@ -417,6 +461,14 @@ def test_run_names_every_setting_that_is_wrong_at_once(tmp_path, key_file):
 def test_publish_with_a_memory_limit_that_is_not_an_amount_exits_3_naming_it(tmp_path):
     done = _sdmi_with({"SDMI_PUBLISH_MEMORY": "lots"}, "publish", "--home", str(tmp_path))
     _refused_as_configuration(done, "SDMI_PUBLISH_MEMORY", "'lots'", "1GB")
+    assert not Zones(tmp_path).releases.exists()
+
+
+@pytest.mark.parametrize("keep", ["0", "-1"])
+def test_publish_keeping_no_release_exits_3_before_building_anything(tmp_path, keep):
+    done = _sdmi("publish", "--home", str(tmp_path), "--keep", keep)
+    _refused_as_configuration(done, "--keep")
+    assert "--keep must be 1 or more" in _said(done)
     assert not Zones(tmp_path).releases.exists()
 
 

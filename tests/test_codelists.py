@@ -263,3 +263,101 @@ def test_ten_thousand_distinct_exact_spellings_match_well_under_a_second() -> No
     table = codelists.match_values("regencies", values)
     assert time.perf_counter() - start < 1.0
     assert set(table.column("match").to_pylist()) == {"exact"}
+
+
+# ------------------------------------------------------------------------------------------ placeholders
+@pytest.mark.parametrize("name", ["sex", "countries", "education_levels"])
+@pytest.mark.parametrize("written", ["-", "--", "?", "0", "00/00/0000", "N/A", "n.a.", "NA", "nil", "Tidak Ada"])
+def test_a_placeholder_is_empty_in_every_list(name: str, written: str) -> None:
+    assert (_match(name, written)["match"], _match(name, written)["code"]) == ("empty", None)
+
+
+def test_no_spelling_in_the_code_lists_is_a_placeholder_but_namibias_alpha2_na() -> None:
+    """'N/A' is no value, so Namibia's ISO code 'NA' cannot be one of its aliases; no other spelling is lost."""
+    lost = []
+    for name in ALL_LISTS:
+        for row in codelists.load(name).to_pylist():
+            spellings = [row["code"], row.get("alpha2"), row["name_id"], row["name_en"], *row["variants"].split("|")]
+            lost += [
+                (name, s) for s in spellings if s and codelists.is_placeholder_key(codelists.normalise_for(name, s))
+            ]
+    assert lost == [("countries", "NA")]
+    assert _match("education_levels", "None")["code"] == "NONE"  # no schooling, not "no value"
+
+
+# ------------------------------------------------------------------------------------------ countries
+def test_every_countrys_iso_alpha2_code_is_an_alias_but_na_and_as() -> None:
+    table = codelists.load("countries").to_pylist()
+    expected = {row["alpha2"]: row["code"] for row in table if row["alpha2"] not in ("NA", "AS")}
+    found = codelists.match_values("countries", list(expected)).to_pylist()
+    assert {r["value"]: r["code"] for r in found} == expected
+    assert {r["match"] for r in found} == {"exact"}
+
+
+def test_as_is_both_amerika_serikat_and_american_samoa_so_is_never_guessed() -> None:
+    row = _match("countries", "AS")
+    assert (row["code"], row["match"]) == (None, "ambiguous")
+    assert "Amerika Serikat (USA)" in row["suggestions"] and "Samoa Amerika (ASM)" in row["suggestions"]
+
+
+@pytest.mark.parametrize(
+    ("written", "code"),
+    [("Arab Saudi (KSA)", "SAU"), ("Uni Emirat Arab (UEA)", "ARE"), ("Malaysia (MY)", "MYS"),
+     ("Amerika Serikat (USA)", "USA"), ("Korea Selatan (Korsel)", "KOR"), ("Papua Nugini (PNG)", "PNG"),
+     ("Hong Kong / HK", "HKG"), ("Amerika Serikat (AS)", "USA")],
+)  # fmt: skip
+def test_a_name_with_its_abbreviation_beside_it_is_the_country_both_name(written: str, code: str) -> None:
+    """'Amerika Serikat (AS)': AS alone is ambiguous, but only the United States is both parts."""
+    assert (_match("countries", written)["code"], _match("countries", written)["match"]) == (code, "exact")
+
+
+@pytest.mark.parametrize("written", ["Malaysia (SG)", "Taiwan / Hong Kong"])
+def test_a_name_and_an_abbreviation_of_two_countries_is_ambiguous(written: str) -> None:
+    row = _match("countries", written)
+    assert (row["code"], row["match"]) == (None, "ambiguous")
+
+
+def test_a_job_title_with_its_indonesian_abbreviation_is_the_unit_group_both_name() -> None:
+    assert _match("occupations", "Penata Laksana Rumah Tangga (PLRT)")["code"] == "9111"
+
+
+# ------------------------------------------------------------------------------------------ regencies
+@pytest.mark.parametrize(
+    ("written", "code"),
+    [("Kabupaten ediri", "3506"), ("Kabupaten angkat", "1205"), ("Kabupaten intang", "6105"),
+     ("Kabupaten Bangka elatan", "1903")],
+)  # fmt: skip
+def test_a_regency_typo_is_scored_on_the_name_not_on_the_shared_kind_word(written: str, code: str) -> None:
+    """With 'kabupaten' in the score every Kabupaten shared ten letters: these went to Dairi (Sumatera Utara),
+    Bangka, Bintan and Bangkalan, each in another province."""
+    assert _match("regencies", written)["code"] == code
+
+
+@pytest.mark.parametrize("short", ["Meranti", "Mentawai", "Anambas", "Sangihe", "Talaud", "Selayar", "Aru", "Sula"])
+def test_a_kepulauan_regency_written_without_kepulauan_is_that_regency(short: str) -> None:
+    """'Kab. Meranti' is Kepulauan Meranti (Riau), not Merangin (Jambi), which it was fuzzily read as."""
+    full = next(r for r in codelists.load("regencies").to_pylist() if r["name_id"].endswith(f"Kepulauan {short}"))
+    assert (_match("regencies", f"Kab. {short}")["code"], _match("regencies", f"Kab. {short}")["match"]) == (
+        full["code"],
+        "exact",
+    )
+
+
+def test_province_predecessors_follow_old_codes_back() -> None:
+    before = codelists.province_predecessors()
+    assert before["96"] == {"92", "91"} and before["93"] == {"91"} and before["76"] == {"73"}
+    assert before["35"] == frozenset()
+
+
+# ------------------------------------------------------------------------------------------ occupations
+def test_every_informal_code_in_occupation_titles_exists_in_occupations() -> None:
+    known = set(codelists.codes("occupations"))
+    informal = {r["title"]: r["informal_code"] for r in codelists.load("occupation_titles").to_pylist()}
+    assert {code for code in informal.values() if code} <= known
+    assert informal["Caregiver"] == informal["Care Giver"] == "5322"
+
+
+def test_only_a_title_written_as_the_crosswalk_has_it_gets_its_informal_code() -> None:
+    assert codelists.informal_code("CARE-GIVER", "5321") == "5322"
+    assert codelists.informal_code("Caregivr", "5321") is None  # a fuzzy spelling keeps the code it matched
+    assert codelists.informal_code("Caregiver (Formal)", "5321") is None

@@ -11,9 +11,12 @@ import pyarrow as pa
 import pytest
 from agency_factory import agency_config
 
+from pipelines import codelists, config
 from pipelines.config import AgencyConfig
 from pipelines.harmonise import harmonise, hints
 from pipelines.keys import load_secret
+from pipelines.mapping import expected_headers, map_batch
+from pipelines.readers import read_file
 
 NIK_WOMAN = "3507014507950001"  # Kab. Malang, born 05-07-1995, woman (45 = 5 + 40)
 NIK_MAN = "3301011203900002"  # Kab. Cilacap, born 12-03-1990, man
@@ -116,6 +119,15 @@ def test_document_key_is_the_passports_key_on_every_record_that_has_one(key_file
     without_nik = _row(_run([{**BASE, "nik": None, "passport_number": "c1234567"}], key_file))
     assert without_nik["worker_key"] == passport_key and without_nik["document_key"] == int(passport_key[:15], 16)
     assert _row(_run([BASE], key_file))["document_key"] is None
+
+
+@pytest.mark.parametrize("placeholder", ["N/A", "0", "-", "TIDAK ADA", "000000", "XXXXXX"])
+def test_a_passport_that_cannot_be_one_keys_no_worker_and_links_no_record(key_file, placeholder):
+    """Every record sent with "N/A" as its passport would otherwise share one key: one worker, many people."""
+    without_nik = _run([{**BASE, "nik": None, "passport_number": placeholder}], key_file)
+    assert _row(without_nik)["worker_key"] is None and _row(without_nik)["document_key"] is None
+    with_nik = _row(_run([{**BASE, "passport_number": placeholder}], key_file))
+    assert with_nik["document_key"] is None and with_nik["worker_key"] is not None
 
 
 def test_record_key_uses_the_agency_record_id_or_a_keyed_fingerprint(key_file):
@@ -323,3 +335,171 @@ def test_unknown_code_with_suggestions_names_them_in_both_languages(key_file):
     issue = next(i for i in result.issues.to_pylist() if i["rule_id"] == "harmonise.unknown_code.destination_country")
     assert "tidak dikenal. Mungkin maksudnya: Hong Kong (HKG)" in issue["message_id"]
     assert "'Hongkongg Raya'. Did you mean: Hong Kong (HKG)" in issue["message_en"]
+
+
+# ------------------------------------------------------------------------------------------ placeholders
+@pytest.mark.parametrize("written", ["-", "--", "?", "0", "N/A", "n.a.", "00/00/0000", "Tidak Ada", "\u2013"])
+def test_a_placeholder_for_sex_or_birth_date_is_no_value_and_the_nik_supplies_both(key_file, written):
+    """Spreadsheets write '-' or '0' for "no value": missing, so the NIK's sex and birth date are taken."""
+    result = _run([{**BASE, "sex": written, "birth_date": written}], key_file)
+    assert (_row(result)["sex"], _row(result)["birth_date"]) == ("F", date(1995, 7, 5))
+    assert result.issues.num_rows == 0
+
+
+def test_a_placeholder_in_an_optional_coded_field_is_reported_missing_not_unknown(key_file):
+    result = _run([{**BASE, "education_level": "N/A", "marital_status": "0"}], key_file)
+    assert (_row(result)["education_level"], _row(result)["marital_status"]) == (None, None)
+    assert _rules(result) == {"harmonise.missing_value.education_level", "harmonise.missing_value.marital_status"}
+
+
+@pytest.mark.parametrize(
+    "written", ["-", "0", "00", "N/A", "NA", "n/a", "nil", "Tidak ada", "Kosong", "x", "None", "1"]
+)
+def test_harmonise_takes_as_missing_exactly_what_the_code_lists_take_as_empty(key_file, written):
+    """One rule for "no value": a value the code lists match as empty is missing in the record, and no other."""
+    empty = codelists.match_values("sex", [written])["match"][0].as_py() == "empty"
+    assert _row(_run([{**BASE, "sex": written}], key_file))["sex"] == ("F" if empty else None)
+
+
+def test_a_record_key_is_of_the_row_as_sent_placeholders_included(key_file):
+    """The fingerprint must not move with how a value is read: '-' and an empty cell stay two rows."""
+    dash, empty = (_row(_run([{**BASE, "sex": sex}], key_file))["record_key"] for sex in ("-", None))
+    assert dash != empty and dash == _row(_run([{**BASE, "sex": "-"}], key_file))["record_key"]
+
+
+# ------------------------------------------------------------------------------------------ regions
+@pytest.mark.parametrize(
+    ("province", "regency", "code"),
+    [("Papua", "Kab. Merauke", "93"), ("Papua Barat", "Kota Sorong", "96"), ("Papua", "Kab. Mimika", "94"),
+     ("Papua", "Kab. Jayawijaya", "95"), ("Papua", "Kota Sorong", "96"), ("Sulawesi Selatan", "Kab. Majene", "76")],
+)  # fmt: skip
+def test_a_province_written_before_its_split_gives_way_to_the_regencys_province(key_file, province, regency, code):
+    result = _run([{**BASE, "origin_province_code": province, "origin_regency_code": regency}], key_file)
+    assert _row(result)["origin_province_code"] == code == _row(result)["origin_regency_code"][:2]
+    assert "region.regency_outside_province" not in _rules(result)
+
+
+def test_a_province_and_regency_that_truly_disagree_are_both_kept_as_written_and_flagged(key_file):
+    result = _run([{**BASE, "origin_province_code": "Jawa Timur", "origin_regency_code": "Kab. Cilacap"}], key_file)
+    assert (_row(result)["origin_province_code"], _row(result)["origin_regency_code"]) == ("35", "3301")
+    assert "region.regency_outside_province" in _rules(result)
+
+
+def test_a_fuzzy_regency_outside_the_province_given_is_dropped_and_reported_ambiguous(key_file):
+    """'Kabupaten Badnung' (Bandung, Jawa Barat, two letters swapped) is nearest to Badung, Bali."""
+    rows = [
+        {**BASE, "origin_regency_code": "Kabupaten Badnung", "origin_province_code": p} for p in ("Jawa Barat", None)
+    ]
+    result = _run(rows, key_file)
+    assert [(r["origin_province_code"], r["origin_regency_code"]) for r in result.table.to_pylist()] == [
+        ("32", None),
+        ("51", "5103"),  # no province to contradict it: a fuzzy match, with its warning
+    ]
+    by_row = {(i["source_row"], i["rule_id"]) for i in result.issues.to_pylist()}
+    assert (2, "harmonise.ambiguous_code.origin_regency_code") in by_row
+    assert (2, "harmonise.fuzzy_match.origin_regency_code") not in by_row
+    assert (3, "harmonise.fuzzy_match.origin_regency_code") in by_row
+
+
+def test_a_fuzzy_regency_in_a_province_split_from_the_one_given_is_kept(key_file):
+    result = _run([{**BASE, "origin_province_code": "Papua", "origin_regency_code": "Kabupaten Meraukee"}], key_file)
+    assert (_row(result)["origin_province_code"], _row(result)["origin_regency_code"]) == ("93", "9301")
+
+
+# ------------------------------------------------------------------------------------------ two-digit years
+@pytest.mark.parametrize(
+    ("written", "born"),
+    [("05/07/68", date(1968, 7, 5)), ("05/07/60", date(1960, 7, 5)), ("05/07/95", date(1995, 7, 5)),
+     ("05/07/2005", date(2005, 7, 5)), ("05/07/05", date(2005, 7, 5))],
+)  # fmt: skip
+def test_a_two_digit_birth_year_is_in_the_century_the_nik_would_give_it(key_file, written, born):
+    """strptime reads '68' as 2068; a worker younger than 14 in the departure year was born a century earlier."""
+    nik = f"350701{born.day + 40:02d}{born.month:02d}{born.year % 100:02d}0001"
+    result = _run([{**BASE, "nik": nik, "birth_date": written}], key_file, date_formats=["%d/%m/%y", "%d/%m/%Y"])
+    assert _row(result)["birth_date"] == born
+    assert result.issues.num_rows == 0
+
+
+def test_a_29_february_its_century_does_not_have_is_not_a_date(key_file):
+    """Departing in 2010, '00' is 1900, which had no 29 February: the date is unreadable, not the 28th."""
+    row = {**BASE, "nik": None, "birth_date": "29/02/00", "departure_date": "01/03/10", "passport_number": "C1234567"}
+    result = _run([row], key_file, date_formats=["%d/%m/%y"])
+    assert _row(result)["birth_date"] is None
+    assert "harmonise.bad_date.birth_date" in _rules(result)
+
+
+def test_a_departure_date_with_a_two_digit_year_is_left_in_its_century(key_file):
+    result = _run([{**BASE, "departure_date": "17/08/24"}], key_file, date_formats=["%d/%m/%y"])
+    assert _row(result)["departure_date"] == date(2024, 8, 17)
+
+
+# ------------------------------------------------------------------------------------------ occupations
+@pytest.mark.parametrize(
+    ("title", "sector", "code"),
+    [("Caregiver", "Informal", "5322"), ("Care Giver", "Sektor Informal", "5322"), ("Caregiver", "Formal", "5321"),
+     ("Caregiver", None, "5321"), ("Caregiver (Formal)", "Informal", "5321")],
+)  # fmt: skip
+def test_a_caregiver_placed_in_the_informal_sector_is_a_home_based_care_worker(key_file, title, sector, code):
+    """ISCO-08 5322 (home-based) in a private household; the title alone stays 5321, as the crosswalk has it."""
+    assert _row(_run([{**BASE, "occupation_title": title, "sector": sector}], key_file))["occupation_code"] == code
+
+
+# ------------------------------------------------------------------------------------------ agency mappings
+P3MI_FILE = (
+    "Worker ID;National ID;Full Name;Gender;Date of Birth;Passport No;Home Province;Home Regency;Destination;"
+    "Position;Departure Date;Contract Length\n"
+    + "".join(
+        f"MSA-900{i};{NIK_WOMAN};Contoh {i};Female;1995-07-05;C304073{i};Jawa Timur;Kab. Malang;Taiwan;Caregiver;"
+        f"2024-01-01;{length}\n"
+        for i, length in enumerate(["24 months", "2 years", "24 bulan", "3 tahun"])
+    )
+)
+
+
+def test_the_p3mi_mapping_reads_contract_lengths_in_months_years_and_bulan(key_file, tmp_path):
+    """Its extract kept only 'N months': '2 years' and '24 bulan' became empty, with no message."""
+    cfg = config.agency("p3mi_mitra_sejahtera")
+    path = tmp_path / "deployments.csv"
+    path.write_text(P3MI_FILE, encoding="cp1252")
+    mapped = map_batch(read_file(path, cfg.read, expected_headers(cfg)), cfg).table
+    result = harmonise(
+        mapped, cfg, sha256="f" * 64, batch_id="p3mi-ffff", received_at=datetime(2025, 1, 1, tzinfo=UTC),
+        secret=load_secret(key_file),
+    )  # fmt: skip
+    assert result.table["contract_months"].to_pylist() == [24, 24, 24, 36]
+    assert "harmonise.bad_number.contract_months" not in _rules(result)
+
+
+def _schema_with(*extra: dict):
+    """The shared schema with fields added, as an engineer would add them to placement.yaml."""
+    from pipelines.schema import FieldSpec, load_schema
+
+    schema = load_schema()
+    added = [FieldSpec(description={"id": "Uji.", "en": "Test."}, pii="none", **f) for f in extra]
+    return schema.model_copy(update={"fields": [*schema.fields, *added]})
+
+
+def test_a_mapped_field_added_to_the_schema_is_harmonised_as_sent_without_a_code_change(key_file):
+    schema = _schema_with(
+        {"name": "employer_name", "type": "string", "origin": "mapped"},
+        {"name": "salary_usd", "type": "integer", "origin": "mapped"},
+    )
+    rows = [{**BASE, "employer_name": "Mr Chan", "salary_usd": "650"}, {**BASE, "salary_usd": "banyak"}]
+    names = sorted({k for r in rows for k in r})
+    table = pa.table({**{n: pa.array([r.get(n) for r in rows], pa.string()) for n in names},
+                      "_source_row": pa.array([2, 3], pa.int64())})  # fmt: skip
+    result = harmonise(table, _cfg(), sha256="f" * 64, batch_id="b", received_at=datetime(2025, 1, 1, tzinfo=UTC),
+                       secret=load_secret(key_file), schema=schema)  # fmt: skip
+    assert result.table.column_names == schema.names()
+    assert result.table["employer_name"].to_pylist() == ["Mr Chan", None]
+    assert result.table["salary_usd"].to_pylist() == [650, None]
+
+
+def test_a_derived_field_added_to_the_schema_without_its_rule_is_refused_by_name(key_file):
+    from pipelines.problems import ConfigError
+
+    schema = _schema_with({"name": "risk_score", "type": "integer", "origin": "derived"})
+    table = pa.table({"nik": [NIK_WOMAN], "_source_row": pa.array([2], pa.int64())})
+    with pytest.raises(ConfigError, match="risk_score"):
+        harmonise(table, _cfg(), sha256="f" * 64, batch_id="b", received_at=datetime(2025, 1, 1, tzinfo=UTC),
+                  secret=load_secret(key_file), schema=schema)  # fmt: skip

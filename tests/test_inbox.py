@@ -331,6 +331,24 @@ def test_windows_explorer_litter_is_never_a_candidate_whatever_its_case(tmp_path
     assert {a: [p.name for p in ps] for a, ps in inbox.waiting_files(zones).items()} == {"bp2mi_siskop2mi": ["ok.csv"]}
 
 
+def test_files_dropped_straight_into_the_inbox_are_counted_as_not_read(tmp_path):
+    zones, _ = _zones(tmp_path)
+    for name in ("penempatan.csv", "lain.xlsx", "Thumbs.db", ".DS_Store"):
+        (zones.inbox / name).write_bytes(b"1")
+    assert inbox.waiting_files(zones) == {}
+    assert inbox.files_in_subfolders(zones) == {"inbox/": 2}
+
+
+def test_files_in_a_folder_not_named_by_an_agency_code_are_counted_as_not_read(tmp_path):
+    zones, _ = _zones(tmp_path)
+    _drop(zones, "BP3MI Jatim", "a.csv", b"1")
+    _drop(zones, "BP3MI Jatim", "Januari/b.csv", b"2")
+    _drop(zones, "p3mi_mitra_sejahtera", "ok.csv", b"1")
+    assert list(inbox.waiting_files(zones)) == ["p3mi_mitra_sejahtera"]
+    assert inbox.files_in_subfolders(zones) == {"BP3MI Jatim/": 2}
+    assert "BP3MI Jatim/ (2)" in inbox.subfolders_warning(inbox.files_in_subfolders(zones))
+
+
 def test_files_in_sub_folders_are_not_candidates_and_are_counted_per_sub_folder(tmp_path):
     zones, _ = _zones(tmp_path)
     _drop(zones, "p3mi_mitra_sejahtera", "Kiriman Januari/a.csv", b"1")

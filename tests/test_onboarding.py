@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -228,3 +234,67 @@ def test_agency_new_stdout_prints_the_draft_and_writes_no_file(samples):
 def test_agency_new_refuses_to_overwrite_an_onboarded_agency(samples):
     result = CliRunner().invoke(app, ["agency", "new", P3MI, "--from", str(_file(samples, P3MI))])
     assert result.exit_code == 3
+
+
+# ------------------------------------------------------------------------------------------ drafts
+SDMI = str(Path(sys.executable).with_name("sdmi"))
+
+
+def _sdmi(agencies: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"SDMI_AGENCIES_DIR": str(agencies)}
+    return subprocess.run([SDMI, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def _drafted(tmp_path: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    """`sdmi agency new` on a copy of the agencies folder, from a sample whose country column no alias knows."""
+    agencies = tmp_path / "agencies"
+    shutil.copytree(config.settings.AGENCIES_DIR, agencies)
+    sample = tmp_path / "contoh.csv"
+    sample.write_text("NIK;Nama;Jenis Kelamin;Tanggal Berangkat;Penempatan\n"
+                      "3201014101900001;Siti;P;01/02/2024;Taiwan\n", encoding="utf-8")  # fmt: skip
+    done = _sdmi(agencies, "agency", "new", "agensi_baru", "--from", str(sample))
+    assert done.returncode == 0, done.stderr
+    return agencies, done
+
+
+def test_agency_new_writes_a_draft_that_stops_no_agency_from_running(tmp_path, key_file):
+    agencies, _ = _drafted(tmp_path)
+    done = _sdmi(agencies, "run", "--home", str(tmp_path / "home"), "--key-file", str(key_file), "--no-publish")
+    assert done.returncode == 0, done.stderr
+    draft = agencies / "agensi_baru.draft.yaml"
+    assert "destination_country: null  # TODO" in draft.read_text(encoding="utf-8")
+    assert not (agencies / "agensi_baru.yaml").exists()
+
+
+def test_the_next_steps_agency_new_prints_work_as_written(tmp_path):
+    agencies, done = _drafted(tmp_path)
+    steps = done.stderr.splitlines()
+    check = next(line.split(": ", 1)[1] for line in steps if ": sdmi agency check " in line)
+    move = next(line.split(": ", 1)[1] for line in steps if ": mv " in line)
+    draft = agencies / "agensi_baru.draft.yaml"
+    resolved = re.sub(r"destination_country: null.*", "destination_country: [Penempatan]", draft.read_text("utf-8"))
+    draft.write_text(resolved, encoding="utf-8")
+    tried = _sdmi(agencies, *shlex.split(check)[1:], "--json")
+    assert tried.returncode in (0, 1), tried.stderr
+    assert json.loads(tried.stdout)["rejected"] is None and json.loads(tried.stdout)["rows_read"] == 1
+    source, target = shlex.split(move)[1:]
+    Path(source).rename(target)
+    assert "agensi_baru" in config.agencies(agencies)
+
+
+def test_agency_check_tries_a_mapping_of_any_name_when_its_agency_is_the_one_asked(samples, tmp_path):
+    mapping = tmp_path / "percobaan.yaml"
+    shutil.copy(config.settings.AGENCIES_DIR / f"{P3MI}.yaml", mapping)
+    args = ["agency", "check", "--agency", P3MI, "--mapping", str(mapping), str(_file(samples, P3MI)), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code in (0, 1), result.output
+    assert json.loads(result.output)["agency"] == P3MI
+
+
+def test_agency_check_refuses_a_mapping_of_another_agency_naming_both(samples, tmp_path):
+    mapping = tmp_path / f"{P3MI}.yaml"
+    shutil.copy(config.settings.AGENCIES_DIR / f"{P3MI}.yaml", mapping)
+    args = ["agency", "check", "--agency", SISKOP, "--mapping", str(mapping), str(_file(samples, SISKOP))]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert P3MI in result.output and SISKOP in result.output

@@ -173,8 +173,10 @@ def demo_run(tmp_path_factory, prefect_harness):
 
 def _drop_damaged_files(source: Path, home: Path) -> None:
     """Files whose damage puts a worker's values where a column name or a record should be: a national export
-    without its header row (its first record read as the header) and a KBRI file with a record written as an
-    array of values. Both are reported to the agency; neither may quote those values."""
+    without its header row (its first record read as the header), one with identifiers typed into other columns
+    (quoted columns, published free-text columns, the record number, a row shifted by a field) and a KBRI file
+    with a record written as an array of values. All are reported to the agency; none may quote those values or
+    publish them."""
     national = sorted((source / "bp2mi_siskop2mi").glob("*.csv"))[0]
     lines = national.read_text(encoding="utf-8").splitlines(keepends=True)
     (home / "inbox" / "bp2mi_siskop2mi" / "tanpa_judul_kolom.csv").write_text("".join(lines[1:11]), encoding="utf-8")
@@ -185,6 +187,10 @@ def _drop_damaged_files(source: Path, home: Path) -> None:
         row[header.index("Status Perkawinan")] = row[header.index("No Paspor")]
     for row in rows[1:]:
         row[0] = row[0].replace("REG-", "MIS-")  # records of their own, superseding none of the demo's
+    rows[4][header.index("Jabatan")] = rows[4][header.index("Nama")]  # a name in a published free-text column
+    rows[5][0] = rows[5][header.index("NIK")]  # the NIK as the agency's record number (published as the record's id)
+    rows[6][header.index("Nama P3MI")] = "PT " + rows[6][header.index("No Paspor")]
+    rows[7].insert(2, "")  # one field too many: the passport lands under sex, the birth date under education
     out = io.StringIO()
     csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
     (home / "inbox" / "bp2mi_siskop2mi" / "kolom_tertukar.csv").write_text(out.getvalue(), encoding="utf-8")

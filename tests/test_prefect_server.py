@@ -387,3 +387,22 @@ def test_sigterm_with_a_file_in_hand_ends_the_run_within_the_grace_holding_the_l
     assert run.returncode == 143 and took < SIGTERM_GRACE_SECONDS + 3, (run.returncode, took)
     assert not lock_was_free, "another run could have taken up the file while this one still worked on it"
     assert [e.file_name for e in Ledger(Zones(home).ledger_db).files(status=IN_FLIGHT)] == ["panjang.csv"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["publish.mid_build", "publish.after_parquet"])
+def test_sigterm_while_publishing_ends_the_run_with_143_not_as_a_failed_publish(tmp_path, samples, key_file, point):
+    """DuckDB turns the signal into "Query interrupted": the run used to report a failed publish (exit 2)."""
+    home = _one_file_home(tmp_path, samples)
+    trace = tmp_path / "points.trace"
+    run, out, err = _start_run(home, key_file, tmp_path, SDMI_FAULT_TRACE=str(trace))
+    try:
+        assert _wait_for(lambda: trace.exists() and point in trace.read_text(), 240), err.read_text()[-2000:]
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert code == 143, (code, out.read_text()[-1500:], err.read_text()[-1500:])
+    assert "publish failed" not in out.read_text()

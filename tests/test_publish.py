@@ -92,6 +92,30 @@ def test_a_passport_only_record_is_matched_to_the_same_workers_nik_record_in_ano
     assert query(zones, "SELECT count(DISTINCT placement_id) FROM record_placement") == [(6,)]
 
 
+@pytest.mark.parametrize(
+    "kbri",
+    [
+        {"day_shift": 400},  # a later placement of the worker, at the same destination: matched, another island
+        {"overrides": {"destination_country": "'JPN'"}},  # another destination: a placement of its own
+    ],
+    ids=["later-departure", "other-destination"],
+)
+def test_a_placement_of_a_passport_only_record_linked_to_a_nik_keyed_worker_is_under_that_workers_key(
+    zones, ledger, codelists, kbri
+):
+    """Only the mission reported it (no NIK there): it is the NIK-keyed worker's placement, so the overview's
+    count(DISTINCT worker_key) FROM placements counts the worker once. The record keeps its own key."""
+    ledger.add("bp2mi", n=1)
+    passport_only = {"worker_key": "sha256('passport-' || i::VARCHAR)", **kbri.get("overrides", {})}
+    ledger.add("kbri_hk", n=1, day_shift=kbri.get("day_shift", 0), overrides=passport_only)
+    assert run(zones, ledger, codelists).switched
+    assert query(zones, "SELECT count(*), count(DISTINCT worker_key) FROM placements") == [(2, 1)]
+    assert query(zones, "SELECT DISTINCT worker_key FROM placements") == query(
+        zones, "SELECT worker_key FROM placement_records WHERE source_agency = 'bp2mi'"
+    )
+    assert query(zones, "SELECT count(DISTINCT worker_key) FROM placement_records") == [(2,)]
+
+
 def test_a_passport_shared_by_two_nik_keyed_workers_links_no_passport_only_record(zones, ledger, codelists):
     """Which worker it would be is unknown: the passport-only record stays a placement of its own."""
     ledger.add("bp2mi", n=1)
@@ -249,10 +273,11 @@ def test_data_quality_counts_rules_without_values(zones, ledger, codelists):
     assert run(zones, ledger, codelists).switched
     rows = query(
         zones,
-        "SELECT agency, status, rows_read, rows_accepted, rows_quarantined, rows_warned, "
+        "SELECT agency, status, rows_read, rows_accepted, rows_held, rows_quarantined, rows_warned, "
         "rows_by_rule['nik.format'] FROM data_quality ORDER BY seq",
     )
-    assert rows == [("bp2mi", "processed", 12, 10, 2, 1, 2), ("kbri_hk", "held", 4, 4, 0, 0, None)]
+    # nothing of a held file is published: the rows that passed its checks are held, not accepted (was 4 accepted)
+    assert rows == [("bp2mi", "processed", 12, 10, 0, 2, 1, 2), ("kbri_hk", "held", 4, 0, 4, 0, 0, None)]
     cols = {r[0] for r in query(zones, "SELECT column_name FROM duckdb_columns() WHERE table_name LIKE 'data_qual%'")}
     assert "value" not in cols and "message_en" not in cols
     assert query(zones, "SELECT count(*) FROM placement_records WHERE source_agency = 'kbri_hk'") == [(0,)]

@@ -345,6 +345,39 @@ def test_rejected_rows_reason_lists_critical_problems_before_warnings(tmp_path: 
     assert body[0][5].startswith("NIK harus 16 digit angka.") and "Lama kontrak" in body[0][5]
 
 
+def warnings_section(folder: Path) -> str:
+    text = page(folder).text
+    start = text.find("Warnings (rows still accepted)")
+    return text[start : text.find("Laporan ini dibuat otomatis", start)] if start >= 0 else ""
+
+
+def test_the_warnings_of_accepted_rows_count_and_list_only_the_rows_still_accepted(tmp_path: Path) -> None:
+    """Row 3 is rejected (its NIK) and has a warning too: the warning's card counts the two accepted rows, as the
+    header's "accepted with warnings" does, and quotes none of row 3's values."""
+    issues = make_issues(
+        issue(3, "nik.format", "nik", "***"),
+        issue(3, "contract_months.range", "contract_months", "72", "warning"),
+        *(issue(r, "contract_months.range", "contract_months", "61", "warning") for r in (5, 6)),
+    )
+    report = make_report(rows_read=10, rows_accepted=9, rows_quarantined=1, rows_warned=2)
+    section = warnings_section(written(tmp_path, report, issues, make_rows(10)))
+    assert "contract_months.range" in section
+    assert "Jumlah baris / Rows 2 " in section and "Nomor baris / Row numbers 5-6 " in section
+    assert "61 × 2" in section and "72" not in section
+
+
+def test_a_warning_only_rejected_rows_have_is_given_with_their_rejection_not_as_accepted(tmp_path: Path) -> None:
+    issues = make_issues(
+        issue(3, "nik.format", "nik", "***"),
+        issue(3, "contract_months.range", "contract_months", "72", "warning"),
+    )
+    report = make_report(rows_read=10, rows_accepted=9, rows_quarantined=1, rows_warned=0)
+    folder = written(tmp_path, report, issues, make_rows(10))
+    assert warnings_section(folder) == "" and "contract_months.range" not in page(folder).text
+    (row,) = read_csv(folder)[1:]
+    assert row[-1] == "3" and "Lama kontrak di luar 1-60 bulan." in row[-2]
+
+
 def test_csv_starts_with_a_utf8_bom_for_excel(partly_accepted: Path) -> None:
     assert (partly_accepted / CSV_NAME).read_bytes().startswith(b"\xef\xbb\xbfNo Reg,")
 

@@ -114,6 +114,30 @@ def test_a_file_sent_again_after_a_rollback_is_a_duplicate_and_the_rollback_hold
     assert _release_ids(rolled_back) == releases
 
 
+def test_a_file_rejected_after_a_rollback_publishes_nothing_and_the_rollback_holds(built, rolled_back):
+    releases = _release_ids(rolled_back)
+    folder = rolled_back.inbox / LATER
+    folder.mkdir(parents=True)
+    (folder / "bukan_tabel.csv").write_text("ini bukan tabel\n\x00\x01", encoding="utf-8")
+    summary = ingest_flow(home=str(rolled_back.home), key_file=str(built["key"]), stable_seconds=0)
+    assert (summary["received"], summary["rejected"]) == (1, 1)
+    assert summary["release_id"] == built["a"]
+    assert current_release(rolled_back) == built["a"]
+    assert _release_ids(rolled_back) == releases
+    assert not status.publish_needed(rolled_back)
+
+
+def test_a_file_rejected_without_a_rollback_is_published_in_the_data_quality_table(built, home):
+    folder = home.inbox / LATER
+    folder.mkdir(parents=True)
+    (folder / "bukan_tabel.csv").write_text("ini bukan tabel\n\x00\x01", encoding="utf-8")
+    summary = ingest_flow(home=str(home.home), key_file=str(built["key"]), stable_seconds=0)
+    assert summary["release_id"] not in (built["a"], built["b"])
+    with duckdb.connect(str(home.analyst_db), read_only=True) as con:
+        statuses = con.sql("SELECT status FROM data_quality WHERE file_name = 'bukan_tabel.csv'").fetchall()
+    assert statuses == [("rejected",)]
+
+
 def test_the_scheduled_publish_after_a_rollback_publishes_nothing(built, rolled_back):
     releases = _release_ids(rolled_back)
     result = scheduled_publish_flow(home=str(rolled_back.home))

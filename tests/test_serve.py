@@ -106,6 +106,11 @@ def test_serve_refuses_a_schedule_that_is_not_above_zero_with_exit_3(tmp_path, k
     assert said.index(f"{option[0]} harus lebih dari 0") < said.index(f"{option[0]} must be above 0")
 
 
+def test_serve_refuses_a_publish_cron_that_is_not_a_schedule_with_exit_3_in_both_languages(tmp_path, key_file):
+    said = _refused_as_configuration(_serve(tmp_path, key_file, "--publish-cron", "tiap jam"), "--publish-cron")
+    assert said.index("bukan jadwal cron yang sah") < said.index("is not a valid cron expression")
+
+
 def test_serve_refuses_negative_stable_seconds_with_exit_3(tmp_path, key_file):
     _refused_as_configuration(_serve(tmp_path, key_file, "--stable-seconds", "-3"), "--stable-seconds")
 

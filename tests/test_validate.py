@@ -51,6 +51,18 @@ def test_committed_generated_artefacts_match_the_schema():
     assert drifted == [], "run `make generate` (sdmi schema generate) and commit the result"
 
 
+def test_a_committed_suite_unlike_what_the_schema_and_code_lists_build_is_refused_naming_the_fix(tmp_path):
+    stale = validate.build_suite()
+    scheme = next(e for e in stale["expectations"] if e["meta"]["rule_id"] == "codelist.placement_scheme")
+    scheme["kwargs"]["value_set"].remove("P2P")  # as when P2P was added to the code list without `generate`
+    path = tmp_path / "placement.json"
+    path.write_text(json.dumps(stale, indent=2), encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        validate.suite_for(_cfg(), path)
+    said = str(refused.value)
+    assert str(path) in said and "rules codelist.placement_scheme" in said and "`sdmi schema generate`" in said
+
+
 def test_suite_has_a_rule_for_every_required_field_codelist_and_check():
     schema = load_schema()
     rule_ids = {e["meta"]["rule_id"] for e in validate.build_suite()["expectations"]}
@@ -345,6 +357,25 @@ def test_an_agency_is_refused_for_each_expectation_gx_cannot_run_with_its_reason
         validate.check_agency(bad)
     assert "test_agency.only_asia" in str(refused.value) and "not found" in str(refused.value)
     assert "test_agency.bad_regex" in str(refused.value) and "missing )" in str(refused.value)
+
+
+def test_every_onboarded_agency_is_checked_and_the_one_gx_cannot_run_is_named(tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+
+    from pipelines import settings
+
+    agencies = tmp_path / "agencies"
+    shutil.copytree(settings.AGENCIES_DIR, agencies)
+    mapping = agencies / "bp3mi_jatim.yaml"
+    edited = {**yaml.safe_load(mapping.read_text(encoding="utf-8")), "expectations": [_only_asia(rule_id="jatim.x")]}
+    edited["expectations"][0]["expectation"] = "expect_column_values_to_be_in_sett"
+    mapping.write_text(yaml.safe_dump(edited, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setattr(settings, "AGENCIES_DIR", agencies)
+    with pytest.raises(ConfigError) as refused:
+        validate.check_agencies()
+    assert str(mapping) in str(refused.value) and "jatim.x" in str(refused.value)
 
 
 def test_an_agency_expectation_on_a_column_the_schema_lacks_is_refused_on_load():

@@ -141,7 +141,8 @@ VARIANTS = {
     "PNG": ["Papua Nugini", "Papua New Guinea", "PNG", "Papua Niugini"],
     "ZMB": ["Zambia"],
     "ITA": ["Italia", "Italy"],
-    "USA": ["Amerika Serikat", "Amerika", "USA", "United States of America", "US", "U.S.A."],
+    # "AS" is Indonesian for Amerika Serikat and ISO alpha-2 for American Samoa: naming both, it is never guessed
+    "USA": ["Amerika Serikat", "Amerika", "USA", "United States of America", "US", "U.S.A.", "AS"],
     "TLS": ["Timor-Leste", "East Timor", "Timor Timur", "RDTL", "Republik Demokratik Timor Leste"],
     "CHN": [
         "China",
