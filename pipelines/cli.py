@@ -561,9 +561,11 @@ def serve(
     keys.load_secret(key_path)  # refuse to start without a sound key (exit 3)
     assert key_path is not None
     if publish_cron:
-        from croniter import croniter
+        from prefect.client.schemas.schedules import CronSchedule
 
-        if not croniter.is_valid(publish_cron):
+        try:  # read as Prefect will read it: croniter is not installed with Prefect 3
+            CronSchedule(cron=publish_cron)
+        except ValueError:  # pydantic's ValidationError included
             _fail(
                 f"--publish-cron {publish_cron!r} bukan jadwal cron yang sah (mis. '0 * * * *') / "
                 f"--publish-cron {publish_cron!r} is not a valid cron expression (e.g. '0 * * * *')"
