@@ -342,8 +342,7 @@ def ingest_flow(
         from pipelines import validate
 
         validate.warm_up()  # GX's 3-4 s import is a fixed start-up cost: paid before the work, not by a file
-        for cfg in config.agencies().values():  # an expectation GX cannot run stops the run, before any file
-            validate.check_agency(cfg)
+        validate.check_agencies()  # an expectation GX cannot run stops the run, before any file (serve too)
     started, cpu_started = time.perf_counter(), time.process_time()
     with writer_lock(zones, wait_for_lock):
         ledger = Ledger(zones.ledger_db)

@@ -74,7 +74,8 @@ def _rules_at(path: Path, mtime_ns: int) -> dict[str, dict]:
         raise ConfigError(f"Aturan tidak valid / Invalid rules: {path}: {problems}") from None
 
 
-def _rule(template_id: str, field: str, schema: PlacementSchema) -> tuple[str, str, str, str]:
+def rule_for(template_id: str, field: str, schema: PlacementSchema) -> tuple[str, str, str, str]:
+    """A rules.yaml template made a field's rule: (rule id, severity, message id, message en)."""
     spec = rules()[template_id]
     severity = spec["severity"]
     if severity == "by_field":
@@ -98,9 +99,8 @@ def hints(schema: PlacementSchema | None = None, cfg: AgencyConfig | None = None
     date_format = (cfg.date_formats if cfg else AgencyConfig.model_fields["date_formats"].default_factory())[0]
     fills = _date_fills(date_format)
     out: dict[str, tuple[str, str]] = {}
-    coded = [f.name for f in schema.fields if f.codelist]
     for template, spec in rules().items():
-        targets = coded + list(DATE_FIELDS) + ["contract_months"] if "{field}" in template else [None]
+        targets = schema.names() if "{field}" in template else [None]  # every field a template can be about
         for name in targets:
             rid = template.replace("{field}", name) if name else template
             out[rid] = (_with_fills(spec["hint"]["id"], fills, "id"), _with_fills(spec["hint"]["en"], fills, "en"))
@@ -671,7 +671,7 @@ def _issues(
         }
         per_value = []
         for template, match in zip(("unknown_code", "ambiguous_code", "fuzzy_match"), MESSAGE_MATCHES, strict=True):
-            rule_id, severity, msg_id, msg_en = _rule(f"harmonise.{template}.{{field}}", name, schema)
+            rule_id, severity, msg_id, msg_en = rule_for(f"harmonise.{template}.{{field}}", name, schema)
             fills_id, fills_en = (
                 {**fills, "{suggestions}": _suggestion_sentence(f"harmonise.{template}.{{field}}", language)}
                 for language in ("id", "en")
@@ -684,10 +684,10 @@ def _issues(
         if name in inexact:
             dropped = ""
             if outside and name == "origin_regency_code":
-                fuzzy_rule = _sql_str(_rule("harmonise.fuzzy_match.{field}", name, schema)[0])
+                fuzzy_rule = _sql_str(rule_for("harmonise.fuzzy_match.{field}", name, schema)[0])
                 dropped = f' AND NOT (h."{name}__outside" AND v.rule_id = {fuzzy_rule})'
                 add(
-                    _rule("harmonise.ambiguous_code.{field}", name, schema),
+                    rule_for("harmonise.ambiguous_code.{field}", name, schema),
                     name,
                     f'"{name}__outside"',
                     f'"{name}__raw"',
@@ -699,16 +699,16 @@ def _issues(
             )
         if name in present and not schema.field(name).required:
             raw = f'h."{name}__raw"'
-            add(_rule("harmonise.missing_value.{field}", name, schema), name, f"{raw} IS NULL", raw)
+            add(rule_for("harmonise.missing_value.{field}", name, schema), name, f"{raw} IS NULL", raw)
     for name in DATE_FIELDS:
         add(
-            _rule("harmonise.bad_date.{field}", name, schema),
+            rule_for("harmonise.bad_date.{field}", name, schema),
             name,
             f"{name}__raw IS NOT NULL AND {name}__parsed IS NULL",
             f"{name}__raw",
         )
     add(
-        _rule("harmonise.bad_number.{field}", "contract_months", schema),
+        rule_for("harmonise.bad_number.{field}", "contract_months", schema),
         "contract_months",
         "contract_months__raw IS NOT NULL AND contract_months IS NULL",
         "contract_months__raw",

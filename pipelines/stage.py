@@ -129,7 +129,7 @@ def remove_identifier_copies(harmonised: pa.Table, schema: PlacementSchema | Non
     is keyed as well: by the worker key (the HMAC of the same NIK, or passport), which stays the same when the
     record is sent again, so a resent record still supersedes the one before.
     """
-    from pipelines.harmonise import rules
+    from pipelines.harmonise import rule_for
     from pipelines.problems import ISSUE_SCHEMA
 
     schema = schema or load_schema()
@@ -154,7 +154,6 @@ def remove_identifier_copies(harmonised: pa.Table, schema: PlacementSchema | Non
         con.close()
     if not found.num_rows:
         return harmonised, ISSUE_SCHEMA.empty_table()
-    spec = rules()["stage.personal_data_in_field"]
     issues = []
     for name in fields:
         rows = found.filter(found[name])["source_row"]
@@ -173,16 +172,17 @@ def remove_identifier_copies(harmonised: pa.Table, schema: PlacementSchema | Non
                 pc.if_else(pc.and_(emptied, pc.is_valid(keyed)), keyed, harmonised["record_key"]),
             )
         n = len(rows)
+        rule_id, severity, message_id, message_en = rule_for("stage.personal_data_in_field.{field}", name, schema)
         issues.append(
             pa.table(
                 {
                     "source_row": rows,
-                    "rule_id": [f"stage.personal_data_in_field.{name}"] * n,
-                    "severity": [spec["severity"]] * n,
+                    "rule_id": [rule_id] * n,
+                    "severity": [severity] * n,
                     "field": [name] * n,
                     "value": pa.nulls(n, pa.string()),
-                    "message_id": [spec["message"]["id"].replace("{field}", name)] * n,
-                    "message_en": [spec["message"]["en"].replace("{field}", name)] * n,
+                    "message_id": [message_id] * n,
+                    "message_en": [message_en] * n,
                 },
                 schema=ISSUE_SCHEMA,
             )

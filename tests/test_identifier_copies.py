@@ -46,6 +46,13 @@ def test_a_name_typed_into_the_job_title_is_emptied_and_the_row_accepted_with_a_
     assert all(NAME.lower() not in str(i).lower() for i in issues)
 
 
+def test_the_officer_is_told_what_to_do_about_a_worker_identity_in_another_column():
+    from pipelines.harmonise import hints
+
+    said = hints()["stage.personal_data_in_field.occupation_title"]
+    assert "bukan identitas pekerja" in said[0] and "not the worker's identity" in said[1]
+
+
 def test_a_passport_inside_the_company_name_is_emptied(tmp_path, key_file):
     zones, entry, _ = process_dropped(tmp_path, key_file, AGENCY, "a.csv", _csv(_row(company=f"PT {PASSPORT}")))
     (record,) = _staged(zones, entry, "accepted")
